@@ -1,0 +1,135 @@
+"""The array backend: NumPy on the CPU or CuPy on a GPU, chosen once.
+
+Every model in minivae holds one :class:`Backend` and does all of its array work
+through ``backend.xp`` (the ``numpy`` or ``cupy`` module, which share one API),
+draws all of its noise from ``backend.rng``, and creates arrays in
+``backend.dtype``.  Arrays cross between host and device at two edges only:
+:meth:`Backend.to_device` where data enters, :meth:`Backend.to_numpy` where
+numbers and images leave.  Nothing inside a model ever mixes the two kinds.
+
+>>> be = get_backend("numpy", dtype="float64", seed=0)
+>>> x = be.to_device([[0.0, 1.0]])
+>>> be.to_numpy(x * 2).tolist()
+[[0.0, 2.0]]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+BACKENDS = ("numpy", "cupy", "auto")
+DTYPES = ("float32", "float64")
+
+
+class BackendError(RuntimeError):
+    """The requested backend cannot run here (CuPy missing or no GPU)."""
+
+
+def _cupy_or_reason():
+    """Return ``(cupy_module, None)`` when CuPy can run, else ``(None, reason)``."""
+    try:
+        import cupy
+    except ImportError as exc:  # pragma: no cover - depends on the machine
+        return None, (f"CuPy is not installed ({exc}); install it with "
+                      "pip install -e '.[cuda]' on a machine with an NVIDIA GPU")
+    try:
+        n = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        return None, f"CuPy is installed but no CUDA GPU answers ({exc})"
+    if n < 1:  # pragma: no cover - depends on the machine
+        return None, "CuPy is installed but no CUDA GPU is visible"
+    return cupy, None
+
+
+def cupy_available() -> bool:
+    """True when CuPy is importable and at least one CUDA device answers."""
+    return _cupy_or_reason()[0] is not None
+
+
+class Backend:
+    """An array module, a float dtype and a seeded random generator.
+
+    Parameters
+    ----------
+    name : {"numpy", "cupy"}
+    dtype : {"float32", "float64"}
+        The floating type of every parameter, activation and gradient.
+        float32 for training, float64 for gradient checks.
+    seed : int or None
+        Seed of :attr:`rng`, the generator behind every random draw a model
+        makes (initial weights, ε of the reparameterization, binarization,
+        corruption noise).  Same seed, same backend: same numbers.
+    """
+
+    def __init__(self, name: str = "numpy", dtype="float32", seed: int | None = 0):
+        if name not in ("numpy", "cupy"):
+            raise ValueError(f"backend must be 'numpy' or 'cupy', got {name!r}")
+        dtype_name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+        if dtype_name not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+        if name == "cupy":
+            cupy, reason = _cupy_or_reason()
+            if cupy is None:
+                raise BackendError(f"backend 'cupy' is unavailable: {reason}")
+            self.xp = cupy
+        else:
+            self.xp = np
+        self.name = name
+        self.dtype = np.dtype(dtype_name)
+        self.seed = seed
+        self.rng = self.xp.random.default_rng(seed)
+
+    def __repr__(self) -> str:
+        return f"Backend(name={self.name!r}, dtype={self.dtype.name!r}, seed={self.seed!r})"
+
+    # -- the two edges -----------------------------------------------------
+    def to_device(self, a, dtype=None):
+        """Copy host data onto this backend's device, as ``dtype``.
+
+        ``dtype`` defaults to the backend's float dtype; pass another (for
+        example ``"int64"`` for labels) to keep integers integral.
+        """
+        dtype = self.dtype if dtype is None else np.dtype(dtype)
+        if self.name == "cupy":
+            return self.xp.asarray(a, dtype=dtype)
+        return np.asarray(self.to_numpy(a), dtype=dtype)
+
+    def to_numpy(self, a) -> np.ndarray:
+        """Copy an array of either backend back to a NumPy array on the host."""
+        if hasattr(a, "get") and type(a).__module__.startswith("cupy"):
+            return a.get()
+        return np.asarray(a)
+
+    def zeros(self, shape, dtype=None):
+        return self.xp.zeros(shape, dtype=self.dtype if dtype is None else dtype)
+
+    def standard_normal(self, shape):
+        """ε ~ N(0, I) of the backend's dtype, drawn from :attr:`rng`."""
+        return self.rng.standard_normal(shape, dtype=self.dtype)
+
+    def uniform(self, shape):
+        """u ~ U[0, 1) of the backend's dtype, drawn from :attr:`rng`."""
+        return self.rng.random(shape, dtype=self.dtype)
+
+    def is_device_array(self, a) -> bool:
+        """True when ``a`` already lives on this backend (no copy needed)."""
+        return isinstance(a, self.xp.ndarray)
+
+
+def get_backend(name: str = "numpy", dtype="float32", seed: int | None = 0) -> Backend:
+    """Return a :class:`Backend` for ``"numpy"``, ``"cupy"`` or ``"auto"``.
+
+    ``"auto"`` picks CuPy when it is installed and a GPU answers, NumPy
+    otherwise.  Asking for ``"cupy"`` where it cannot run raises
+    :class:`BackendError` with a one-line reason.
+    """
+    if not isinstance(name, str) or name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; expected one of {BACKENDS}")
+    if name == "auto":
+        name = "cupy" if cupy_available() else "numpy"
+    return Backend(name, dtype=dtype, seed=seed)
+
+
+def available_backends() -> list[str]:
+    """The backend names that can run on this machine (for tests)."""
+    return ["numpy"] + (["cupy"] if cupy_available() else [])

@@ -130,6 +130,16 @@ def get_backend(name: str = "numpy", dtype="float32", seed: int | None = 0) -> B
     return Backend(name, dtype=dtype, seed=seed)
 
 
+def array_module(a):
+    """The module (``numpy`` or ``cupy``) that owns array ``a``."""
+    if isinstance(a, np.ndarray) or np.isscalar(a):
+        return np
+    if type(a).__module__.startswith("cupy"):
+        import cupy
+        return cupy
+    return np
+
+
 def available_backends() -> list[str]:
     """The backend names that can run on this machine (for tests)."""
     return ["numpy"] + (["cupy"] if cupy_available() else [])

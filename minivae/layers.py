@@ -1,0 +1,267 @@
+"""Dense layers, activations and the MLP container, each with its backward pass.
+
+Every module follows one protocol:
+
+* ``forward(x)`` computes the output and caches what ``backward`` needs;
+* ``backward(dy)`` takes dL/dy (same shape as the output), **adds** the
+  parameter gradients into ``grads`` and returns dL/dx;
+* ``params`` and ``grads`` are dicts with the same keys; the values are the
+  very arrays the module computes with, so an optimizer that updates them in
+  place (``p -= ...``) updates the module.
+
+Gradients are *accumulated* (``+=``), never overwritten: a parameter used twice
+receives the sum of both contributions.  Call ``zero_grad()`` before each
+backward pass of a training step.
+
+Shapes: a batch is a matrix with one example per row, ``x`` of shape
+``(B, in)``; a Dense layer stores ``W`` as ``(in, out)`` so that ``y = x @ W + b``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .backend import Backend, array_module, get_backend
+
+
+class Module:
+    """Base class: a ``params`` dict, a ``grads`` dict of the same keys, and ``zero_grad``."""
+
+    def __init__(self):
+        self.params: dict = {}
+        self.grads: dict = {}
+
+    def zero_grad(self) -> None:
+        for g in self.grads.values():
+            g.fill(0)
+
+    def forward(self, x):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def backward(self, dy):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def __call__(self, x):
+        return self.forward(x)
+
+    def num_params(self) -> int:
+        return int(sum(p.size for p in self.params.values()))
+
+
+def _need_cache(value, module, what="forward"):
+    if value is None:
+        raise RuntimeError(f"{type(module).__name__}.backward called before {what}")
+    return value
+
+
+class Dense(Module):
+    r"""Affine map ``y = x W + b`` with ``W`` of shape (in, out).
+
+    Initialization: ``W ~ U(-a, a)`` with ``a = sqrt(6 / (in + out))`` (Glorot
+    uniform) for ``init="glorot"``, or ``a = sqrt(6 / in)`` (He uniform, for
+    ReLU-like activations) for ``init="he"``; ``b = 0``.
+
+    Backward (``dY = ∂L/∂Y``, rows are examples)::
+
+        Y = X W + b          Y_bk = Σ_i X_bi W_ik + b_k
+        ∂L/∂W = Xᵀ dY        (∂L/∂W_ik = Σ_b X_bi dY_bk)
+        ∂L/∂b = Σ_b dY_b     (a column sum: 1ᵀ dY)
+        ∂L/∂X = dY Wᵀ        (∂L/∂X_bi = Σ_k dY_bk W_ik)
+    """
+
+    def __init__(self, n_in: int, n_out: int, backend: Backend | None = None,
+                 init: str = "glorot"):
+        super().__init__()
+        for name, n in (("n_in", n_in), ("n_out", n_out)):
+            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+                raise ValueError(f"Dense {name} must be a positive integer, got {n!r}")
+        if init not in ("glorot", "he"):
+            raise ValueError(f"init must be 'glorot' or 'he', got {init!r}")
+        self.backend = backend = backend or get_backend("numpy")
+        self.n_in, self.n_out = int(n_in), int(n_out)
+        a = math.sqrt(6.0 / (n_in + n_out)) if init == "glorot" else math.sqrt(6.0 / n_in)
+        W = (2.0 * backend.uniform((n_in, n_out)) - 1.0) * a
+        self.params = {"W": W.astype(backend.dtype), "b": backend.zeros((n_out,))}
+        self.grads = {k: backend.xp.zeros_like(v) for k, v in self.params.items()}
+        self._x = None
+
+    def forward(self, x):
+        self._x = x
+        return x @ self.params["W"] + self.params["b"]
+
+    def backward(self, dy):
+        x = _need_cache(self._x, self)
+        self.grads["W"] += x.T @ dy
+        self.grads["b"] += dy.sum(axis=0)
+        return dy @ self.params["W"].T
+
+    def __repr__(self) -> str:
+        return f"Dense({self.n_in}, {self.n_out})"
+
+
+class Activation(Module):
+    """An elementwise nonlinearity y = f(x); no parameters."""
+
+    name = "activation"
+
+    def __init__(self):
+        super().__init__()
+        self._cache = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class ReLU(Activation):
+    r"""y = max(x, 0).      ∂L/∂x = ∂L/∂y · 1[x > 0]   (the subgradient 0 is used at x = 0)."""
+
+    name = "relu"
+
+    def forward(self, x):
+        y = x * (x > 0)
+        self._cache = y
+        return y
+
+    def backward(self, dy):
+        y = _need_cache(self._cache, self)
+        return dy * (y > 0)
+
+
+class LeakyReLU(Activation):
+    r"""y = x for x > 0, α·x otherwise.      ∂L/∂x = ∂L/∂y · (1 if x > 0 else α)."""
+
+    name = "leaky_relu"
+
+    def __init__(self, alpha: float = 0.01):
+        super().__init__()
+        if not 0 <= alpha < 1:
+            raise ValueError(f"LeakyReLU alpha must be in [0, 1), got {alpha!r}")
+        self.alpha = alpha
+
+    def forward(self, x):
+        positive = self._cache = x > 0
+        return array_module(x).where(positive, x, self.alpha * x)
+
+    def backward(self, dy):
+        positive = _need_cache(self._cache, self)
+        return array_module(dy).where(positive, dy, self.alpha * dy)
+
+
+class Tanh(Activation):
+    r"""y = tanh(x).      ∂y/∂x = 1 − tanh²(x) = 1 − y², so ∂L/∂x = ∂L/∂y · (1 − y²)."""
+
+    name = "tanh"
+
+    def forward(self, x):
+        y = self._cache = array_module(x).tanh(x)
+        return y
+
+    def backward(self, dy):
+        y = _need_cache(self._cache, self)
+        return dy * (1 - y * y)
+
+
+def sigmoid(x, xp=np):
+    r"""σ(x) = 1 / (1 + e^{−x}), evaluated without overflow for any x.
+
+    For x ≥ 0 use 1 / (1 + e^{−x}); for x < 0 use e^{x} / (1 + e^{x}); both only
+    ever exponentiate −|x| ≤ 0.
+    """
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def softplus(x, xp=np):
+    r"""softplus(x) = log(1 + e^{x}) = max(x, 0) + log1p(e^{−|x|}), stable for any x."""
+    return xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x)))
+
+
+class Sigmoid(Activation):
+    r"""y = σ(x).      ∂y/∂x = σ(x)(1 − σ(x)) = y(1 − y), so ∂L/∂x = ∂L/∂y · y(1 − y)."""
+
+    name = "sigmoid"
+
+    def forward(self, x):
+        y = self._cache = sigmoid(x, array_module(x))
+        return y
+
+    def backward(self, dy):
+        y = _need_cache(self._cache, self)
+        return dy * y * (1 - y)
+
+
+class Softplus(Activation):
+    r"""y = log(1 + eˣ).      ∂y/∂x = eˣ / (1 + eˣ) = σ(x), so ∂L/∂x = ∂L/∂y · σ(x)."""
+
+    name = "softplus"
+
+    def forward(self, x):
+        xp = array_module(x)
+        self._cache = x
+        return softplus(x, xp)
+
+    def backward(self, dy):
+        x = _need_cache(self._cache, self)
+        return dy * sigmoid(x, array_module(x))
+
+
+ACTIVATIONS = {cls.name: cls for cls in (ReLU, LeakyReLU, Tanh, Sigmoid, Softplus)}
+
+
+def make_activation(name: str) -> Activation:
+    """An activation module by name: one of ``ACTIVATIONS``."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; expected one of {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
+
+
+class MLP(Module):
+    r"""A chain of Dense layers with an activation between them.
+
+    ``MLP([784, 400, 20], "relu")`` is Dense(784, 400) → ReLU → Dense(400, 20).
+    The last Dense has no activation unless ``final_activation`` names one.
+
+    Backward is the chain rule taken in reverse order: each module receives the
+    gradient w.r.t. its output and returns the gradient w.r.t. its input, which
+    is the gradient w.r.t. the previous module's output.
+
+    ``params`` and ``grads`` hold every layer's arrays under ``"{i}.W"``,
+    ``"{i}.b"`` where ``i`` is the module's index in :attr:`layers`.
+    """
+
+    def __init__(self, sizes, activation: str = "relu", backend: Backend | None = None,
+                 final_activation: str | None = None):
+        super().__init__()
+        sizes = list(sizes)
+        if len(sizes) < 2:
+            raise ValueError(f"MLP needs at least an input and an output size, got {sizes}")
+        self.backend = backend = backend or get_backend("numpy")
+        self.sizes = sizes
+        init = "he" if activation in ("relu", "leaky_relu") else "glorot"
+        self.layers: list[Module] = []
+        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            self.layers.append(Dense(n_in, n_out, backend, init=init))
+            last = i == len(sizes) - 2
+            if not last:
+                self.layers.append(make_activation(activation))
+            elif final_activation is not None:
+                self.layers.append(make_activation(final_activation))
+        for i, layer in enumerate(self.layers):
+            for k in layer.params:
+                self.params[f"{i}.{k}"] = layer.params[k]
+                self.grads[f"{i}.{k}"] = layer.grads[k]
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, dy):
+        for layer in reversed(self.layers):
+            dy = layer.backward(dy)
+        return dy
+
+    def __repr__(self) -> str:
+        return "MLP(" + " → ".join(repr(l) for l in self.layers) + ")"

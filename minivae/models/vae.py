@@ -1,0 +1,231 @@
+r"""The variational autoencoder, forward and backward by hand.
+
+The lecture's loss for one example x, the negative evidence lower bound::
+
+    L(θ, φ; x) = −E_{z ~ q_φ(z|x)} [ log p_θ(x|z) ] + KL( q_φ(z|x) ‖ p(z) )
+
+* encoder:  h = MLP_φ(x);  μ = h W_μ + b_μ;  logvar = h W_v + b_v   (logvar = log σ²)
+* q_φ(z|x) = N(μ, diag σ²),  p(z) = N(0, I)
+* reparameterization:  z = μ + σ ⊙ ε,  σ = exp(½ logvar),  ε ~ N(0, I)
+* decoder:  out = MLP_θ(z);  the likelihood scores x under p_θ(x | out)
+
+The expectation is estimated with one draw of ε per example; the KL term is
+exact (:func:`minivae.kl.kl_normal_std`).  Per-example values are sums over
+pixels and latent dimensions; the batch loss is their mean over the B examples,
+in nats per example.
+
+Backward, for the batch loss  L = (1/B) Σ_b [ −log p(x_b|z_b) + β KL_b ]
+(β = 1 is the ELBO), with ε held at the values drawn in forward::
+
+    ∂L/∂out    = −(1/B) ∂log p/∂out                          (likelihood.backward)
+    ∂L/∂z      = decoder backward of ∂L/∂out
+    ∂L/∂μ      = ∂L/∂z · ∂z/∂μ      + (β/B) ∂KL/∂μ       = ∂L/∂z + (β/B) μ
+    ∂L/∂logvar = ∂L/∂z · ∂z/∂logvar + (β/B) ∂KL/∂logvar
+               = ∂L/∂z ⊙ ½ σ ⊙ ε    + (β/B) ½ (σ² − 1)
+    ∂L/∂h      = ∂L/∂μ W_μᵀ + ∂L/∂logvar W_vᵀ      (h feeds both heads: the sum)
+
+using ∂z/∂μ = 1 and ∂z/∂logvar = ε · ∂σ/∂logvar = ε · ½ exp(½ logvar) = ½ σ ε.
+The ε used here is the one stored by ``forward``: drawing a fresh one would
+differentiate a different sample than the one that was scored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..backend import Backend, get_backend
+from ..kl import kl_normal_std, kl_normal_std_grad
+from ..layers import MLP, Dense, Module
+from ..likelihoods import Likelihood, make_likelihood
+
+
+@dataclass
+class VAEOutput:
+    """What :meth:`VAE.forward` returns: per-example terms, each of shape (B,).
+
+    ``recon`` is −log p(x|z) with z sampled, ``kl`` is KL(q(z|x) ‖ p(z)),
+    ``neg_elbo = recon + kl``.  ``mu``, ``logvar``, ``z`` are (B, latent_dim);
+    ``out`` is the decoder output (logits for Bernoulli, means for Gaussian).
+    """
+
+    recon: object
+    kl: object
+    mu: object
+    logvar: object
+    z: object
+    out: object
+
+    @property
+    def neg_elbo(self):
+        return self.recon + self.kl
+
+
+def _positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+class VAE(Module):
+    """A VAE with MLP encoder and decoder.
+
+    Parameters
+    ----------
+    input_dim : int
+        D, pixels per example (784 for 28×28 digits).
+    hidden : int or sequence of int
+        Widths of the encoder's hidden layers; the decoder mirrors them.
+        ``400`` or ``(400,)`` gives the classic 784-400-20 model.
+    latent_dim : int
+        Dimension of z.
+    activation : str
+        Hidden nonlinearity: relu, leaky_relu, tanh, sigmoid, softplus.
+    likelihood : str or Likelihood
+        ``"bernoulli"`` (decoder outputs logits) or ``"gaussian"``.
+    backend : Backend
+        Holds the array module, dtype and the seeded generator that draws the
+        initial weights and every ε.
+    """
+
+    def __init__(self, input_dim: int = 784, hidden=(400,), latent_dim: int = 20,
+                 activation: str = "relu", likelihood="bernoulli",
+                 backend: Backend | None = None):
+        super().__init__()
+        self.backend = backend = backend or get_backend("numpy")
+        self.input_dim = _positive_int("input_dim", input_dim)
+        self.latent_dim = _positive_int("latent_dim", latent_dim)
+        hidden = (hidden,) if isinstance(hidden, (int, np.integer)) else tuple(hidden)
+        if not hidden:
+            raise ValueError("hidden must name at least one hidden layer width")
+        self.hidden = tuple(_positive_int("hidden width", h) for h in hidden)
+        self.activation = activation
+        self.likelihood: Likelihood = (make_likelihood(likelihood, backend)
+                                       if isinstance(likelihood, str) else likelihood)
+
+        self.encoder = MLP([self.input_dim, *self.hidden], activation, backend,
+                           final_activation=activation)
+        self.mu_head = Dense(self.hidden[-1], self.latent_dim, backend)
+        self.logvar_head = Dense(self.hidden[-1], self.latent_dim, backend)
+        self.decoder = MLP([self.latent_dim, *reversed(self.hidden), self.input_dim],
+                           activation, backend)
+        for prefix, module in self.modules().items():
+            for k in module.params:
+                self.params[f"{prefix}.{k}"] = module.params[k]
+                self.grads[f"{prefix}.{k}"] = module.grads[k]
+        self._cache = None
+
+    def modules(self) -> dict:
+        """The sub-modules by name, in the order data flows through them."""
+        return {"encoder": self.encoder, "mu_head": self.mu_head,
+                "logvar_head": self.logvar_head, "decoder": self.decoder,
+                "likelihood": self.likelihood}
+
+    def config(self) -> dict:
+        """The constructor arguments, JSON-serializable (stored in checkpoints)."""
+        cfg = {"input_dim": self.input_dim, "hidden": list(self.hidden),
+               "latent_dim": self.latent_dim, "activation": self.activation,
+               "likelihood": self.likelihood.name}
+        if self.likelihood.name == "gaussian":
+            cfg["likelihood_options"] = {"learn_logvar": self.likelihood.learn_logvar,
+                                         "logvar": float(self.backend.to_numpy(self.likelihood.logvar)[0])}
+        return cfg
+
+    # -- input checks ----------------------------------------------------
+    def check_input(self, x, full: bool = True):
+        """Bring ``x`` onto the backend and check it; return the device array.
+
+        Always checks the shape (B, input_dim).  With ``full`` also checks for
+        NaN/Inf and the likelihood's support (pixels in [0, 1] for Bernoulli);
+        the training loop checks the whole data set once instead of every batch.
+        """
+        be = self.backend
+        if not be.is_device_array(x) or x.dtype != be.dtype:
+            x = be.to_device(x)
+        if x.ndim != 2 or x.shape[1] != self.input_dim:
+            got = x.shape[1] if x.ndim == 2 else f"an array of shape {x.shape}"
+            raise ValueError(f"x must have shape (batch, {self.input_dim}); got "
+                             f"{got}{' features per example' if x.ndim == 2 else ''}")
+        if full:
+            if not bool(be.xp.isfinite(x).all()):
+                n_bad = int((~be.xp.isfinite(x)).sum())
+                raise ValueError(f"x contains {n_bad} NaN or Inf values")
+            self.likelihood.check_data(x)
+        return x
+
+    # -- the model -------------------------------------------------------
+    def encode(self, x, check: bool = True):
+        """q(z|x): return ``(mu, logvar)``, each (B, latent_dim); logvar = log σ²."""
+        if check:
+            x = self.check_input(x)
+        h = self.encoder.forward(x)
+        return self.mu_head.forward(h), self.logvar_head.forward(h)
+
+    def decode(self, z):
+        """The decoder output for latent codes z (logits for Bernoulli)."""
+        return self.decoder.forward(z)
+
+    def forward(self, x, eps=None, check: bool = True) -> VAEOutput:
+        """Score a batch: encode, sample z = μ + σ ⊙ ε, decode, evaluate the terms.
+
+        ``eps`` (B, latent_dim) may be given to hold the noise fixed (gradient
+        checks do); otherwise it is drawn from the backend's generator.  It is
+        stored for :meth:`backward`.
+        """
+        x = self.check_input(x, full=check)
+        mu, logvar = self.encode(x, check=False)
+        if eps is None:
+            eps = self.backend.standard_normal(mu.shape)
+        elif eps.shape != mu.shape:
+            raise ValueError(f"eps must have shape {mu.shape}, got {eps.shape}")
+        std = self.backend.xp.exp(0.5 * logvar)
+        z = mu + std * eps
+        out = self.decoder.forward(z)
+        recon = -self.likelihood.log_prob(x, out)
+        kl = kl_normal_std(mu, logvar)
+        self._cache = (mu, logvar, std, eps)
+        return VAEOutput(recon=recon, kl=kl, mu=mu, logvar=logvar, z=z, out=out)
+
+    def backward(self, beta: float = 1.0) -> None:
+        """Add ∂L/∂θ for L = mean_b(recon_b + β·kl_b) of the last forward into ``grads``.
+
+        The derivation is in the module docstring; each line below is one line of it.
+        """
+        if self._cache is None:
+            raise RuntimeError("VAE.backward called before forward")
+        mu, logvar, std, eps = self._cache
+        B = mu.shape[0]
+        dlogp = self.backend.xp.full((B,), -1.0 / B, dtype=mu.dtype)  # ∂L/∂log p_b
+        dout = self.likelihood.backward(dlogp)                        # ∂L/∂out
+        dz = self.decoder.backward(dout)                              # ∂L/∂z
+        dkl_dmu, dkl_dlogvar = kl_normal_std_grad(mu, logvar)
+        dmu = dz + (beta / B) * dkl_dmu                               # ∂z/∂μ = 1
+        dlogvar = dz * (0.5 * std * eps) + (beta / B) * dkl_dlogvar  # ∂z/∂logvar = ½σε
+        dh = self.mu_head.backward(dmu) + self.logvar_head.backward(dlogvar)  # fan-out: sum
+        self.encoder.backward(dh)
+
+    def loss(self, x, beta: float = 1.0, eps=None, check: bool = True) -> float:
+        """Forward, and the batch mean of recon + β·kl as a Python float."""
+        o = self.forward(x, eps=eps, check=check)
+        return float((o.recon + beta * o.kl).mean())
+
+    # -- using a trained model -------------------------------------------
+    def sample(self, n: int, mean: bool = True):
+        """Decode n draws z ~ p(z) = N(0, I).
+
+        Returns E[x|z] (pixel probabilities for Bernoulli) when ``mean``, else
+        the raw decoder output.  Device arrays of shape (n, input_dim).
+        """
+        n = _positive_int("n", n)
+        z = self.backend.standard_normal((n, self.latent_dim))
+        out = self.decoder.forward(z)
+        return self.likelihood.mean(out) if mean else out
+
+    def reconstruct(self, x, sample_z: bool = False):
+        """E[x | z] for z = μ(x) (or z sampled from q(z|x) when ``sample_z``)."""
+        mu, logvar = self.encode(x)
+        z = mu
+        if sample_z:
+            z = mu + self.backend.xp.exp(0.5 * logvar) * self.backend.standard_normal(mu.shape)
+        return self.likelihood.mean(self.decoder.forward(z))

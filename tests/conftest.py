@@ -1,0 +1,42 @@
+"""Shared fixtures: every backend-aware test runs on NumPy and, where a GPU answers, on CuPy."""
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+from minivae.backend import cupy_available, get_backend
+
+# Hypothesis profiles: "default" keeps the suite fast on 2 cores; "thorough"
+# (MINIVAE_HYPOTHESIS_PROFILE=thorough) runs many more examples per property.
+settings.register_profile("default", max_examples=40, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("thorough", max_examples=500, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("MINIVAE_HYPOTHESIS_PROFILE", "default"))
+
+BACKEND_NAMES = ["numpy", pytest.param("cupy", marks=pytest.mark.skipif(
+    not cupy_available(), reason="CuPy with a CUDA GPU is not available"))]
+
+
+@pytest.fixture(params=BACKEND_NAMES)
+def backend_name(request):
+    return request.param
+
+
+@pytest.fixture
+def be64(backend_name):
+    """A float64 backend (gradient checks), seeded."""
+    return get_backend(backend_name, dtype="float64", seed=1234)
+
+
+@pytest.fixture
+def be32(backend_name):
+    """A float32 backend (training), seeded."""
+    return get_backend(backend_name, dtype="float32", seed=1234)
+
+
+def to_np(a):
+    """Any array (NumPy or CuPy) as NumPy."""
+    return a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else np.asarray(a)

@@ -1,0 +1,96 @@
+"""Optimizers against their update formulas written out by hand, and their input checks."""
+
+import numpy as np
+import pytest
+
+from conftest import to_np
+from minivae.optim import SGD, Adam, make_optimizer
+
+
+def _quadratic(be):
+    """f(θ) = ½ ‖θ − t‖², ∇f = θ − t."""
+    theta = be.to_device([[3.0, -2.0], [0.5, 4.0]])
+    target = be.to_device([[1.0, 1.0], [-1.0, 0.0]])
+    grad = be.xp.zeros_like(theta)
+    return {"w": theta}, {"w": grad}, target
+
+
+def test_adam_matches_the_formula_for_three_steps(be64):
+    params, grads, target = _quadratic(be64)
+    theta = to_np(params["w"]).copy()
+    m = v = np.zeros_like(theta)
+    opt = Adam(params, grads, lr=0.1, betas=(0.8, 0.9), eps=1e-8)
+    for t in range(1, 4):
+        g = theta - to_np(target)
+        m = 0.8 * m + 0.2 * g
+        v = 0.9 * v + 0.1 * g * g
+        theta = theta - 0.1 * (m / (1 - 0.8 ** t)) / (np.sqrt(v / (1 - 0.9 ** t)) + 1e-8)
+        grads["w"][...] = params["w"] - target
+        opt.step()
+        np.testing.assert_allclose(to_np(params["w"]), theta, rtol=1e-12)
+    assert opt.t == 3
+
+
+def test_adam_first_step_moves_each_coordinate_by_lr(be64):
+    params, grads, target = _quadratic(be64)
+    before = to_np(params["w"]).copy()
+    grads["w"][...] = params["w"] - target
+    Adam(params, grads, lr=0.01).step()
+    np.testing.assert_allclose(np.abs(to_np(params["w"]) - before), 0.01, rtol=1e-6)
+
+
+def test_sgd_momentum_matches_the_formula(be64):
+    params, grads, target = _quadratic(be64)
+    theta = to_np(params["w"]).copy()
+    vel = np.zeros_like(theta)
+    opt = SGD(params, grads, lr=0.1, momentum=0.5)
+    for _ in range(3):
+        vel = 0.5 * vel + (theta - to_np(target))
+        theta = theta - 0.1 * vel
+        grads["w"][...] = params["w"] - target
+        opt.step()
+        np.testing.assert_allclose(to_np(params["w"]), theta, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["adam", "sgd"])
+def test_optimizers_minimize_a_quadratic_in_place(be64, name):
+    params, grads, target = _quadratic(be64)
+    w = params["w"]
+    opt = make_optimizer(name, params, grads, lr=0.05)
+    for _ in range(500):
+        grads["w"][...] = params["w"] - target
+        opt.step()
+    assert params["w"] is w  # updated in place: the model's own array
+    np.testing.assert_allclose(to_np(w), to_np(target), atol=1e-3)
+
+
+def test_state_dict_round_trip(be64):
+    params, grads, target = _quadratic(be64)
+    opt = Adam(params, grads, lr=0.1)
+    grads["w"][...] = params["w"] - target
+    opt.step()
+    state = {k: (v.copy() if hasattr(v, "copy") else v) for k, v in opt.state_dict().items()}
+    params2, grads2, _ = _quadratic(be64)
+    opt2 = Adam(params2, grads2, lr=0.1)
+    opt2.load_state_dict(state)
+    assert opt2.t == 1
+    np.testing.assert_array_equal(to_np(opt2.m["w"]), to_np(opt.m["w"]))
+
+
+@pytest.mark.parametrize("lr", [0, -1e-3, float("nan"), float("inf"), True])
+def test_non_positive_learning_rate_is_rejected(be64, lr):
+    params, grads, _ = _quadratic(be64)
+    with pytest.raises(ValueError, match="lr must be a positive finite number"):
+        Adam(params, grads, lr=lr)
+
+
+def test_other_bad_arguments(be64):
+    params, grads, _ = _quadratic(be64)
+    with pytest.raises(ValueError, match="momentum must be in"):
+        SGD(params, grads, lr=0.1, momentum=1.0)
+    with pytest.raises(ValueError, match="beta1 must be in"):
+        Adam(params, grads, betas=(1.0, 0.9))
+    with pytest.raises(ValueError, match="same keys"):
+        Adam(params, {"v": grads["w"]})
+    with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'"):
+        make_optimizer("rmsprop", params, grads, lr=0.1)

@@ -123,8 +123,10 @@ def _log(msg: str, progress) -> None:
         print(msg, flush=True)
 
 
-def train_vae(config: TrainConfig | None = None, dataset=None) -> dict:
+def train_vae(config: TrainConfig | None = None, dataset=None, return_model: bool = False):
     """Train a VAE as ``config`` says; return the metrics dict (also saved as metrics.json).
+
+    With ``return_model`` the result is ``(metrics, model)``.
 
     ``dataset`` may be a :class:`minivae.data.Dataset` to train on instead of
     loading ``config.dataset``.  The returned dict holds ``"config"``,
@@ -201,7 +203,7 @@ def train_vae(config: TrainConfig | None = None, dataset=None) -> dict:
                         "units": "nats per example"}}
     if out is not None:
         write_outputs(out, model, metrics, x_test_host, data.image_shape)
-    return metrics
+    return (metrics, model) if return_model else metrics
 
 
 def _progress_bar(total, epoch, epochs):

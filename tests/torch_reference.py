@@ -1,0 +1,187 @@
+"""Independent PyTorch reference VAE used for minivae's learning-parity test.
+
+This module deliberately shares no code with minivae: it is a plain PyTorch
+implementation of the same model, data handling and training settings, so
+that a matching held-out negative ELBO is evidence that minivae learns
+correctly.  ``torch`` is imported lazily so this file imports cleanly on
+machines without PyTorch (the parity test skips there).
+
+Model (all float32):
+    encoder  Linear(784, hidden) -> ReLU -> {Linear(hidden, latent) for mu,
+                                             Linear(hidden, latent) for logvar}
+    sample   z = mu + exp(0.5 * logvar) * eps,  eps ~ N(0, I)
+    decoder  Linear(latent, hidden) -> ReLU -> Linear(hidden, 784)  (logits)
+
+Loss per example (nats):
+    recon = sum over pixels of BCE-with-logits(logits, x)   (= -log p(x|z))
+    kl    = 0.5 * sum(sigma^2 + mu^2 - 1 - logvar)
+The minibatch objective is the mean over examples of recon + kl, optimised
+with Adam (default betas/eps).  Training minibatches are dynamically
+binarized (a fresh Bernoulli draw per batch) from a fresh shuffle each epoch,
+keeping the last partial batch.
+
+Initialization: ``init="torch"`` (default) keeps PyTorch's own ``nn.Linear``
+initialization; ``init="he"`` draws the same *scheme* minivae documents
+(He-uniform MLP layers, Glorot-uniform heads, zero biases) with PyTorch's
+generator, which the parity test uses because the scheme alone shifts the
+held-out neg ELBO by several nats early in training.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+
+INITS = ("torch", "he")
+
+
+def _build_model(torch, n_in: int, hidden: int, latent_dim: int, init: str = "torch"):
+    nn = torch.nn
+
+    class _VAE(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.enc = nn.Linear(n_in, hidden)
+            self.mu = nn.Linear(hidden, latent_dim)
+            self.logvar = nn.Linear(hidden, latent_dim)
+            self.dec_hidden = nn.Linear(latent_dim, hidden)
+            self.dec_out = nn.Linear(hidden, n_in)
+
+        def terms(self, x):
+            """Per-example (recon, kl) with one sampled z per example."""
+            h = torch.relu(self.enc(x))
+            mu = self.mu(h)
+            logvar = self.logvar(h)
+            eps = torch.randn_like(mu)
+            z = mu + torch.exp(0.5 * logvar) * eps
+            logits = self.dec_out(torch.relu(self.dec_hidden(z)))
+            recon = nn.functional.binary_cross_entropy_with_logits(
+                logits, x, reduction="none"
+            ).sum(dim=1)
+            kl = 0.5 * (torch.exp(logvar) + mu * mu - 1.0 - logvar).sum(dim=1)
+            return recon, kl
+
+    model = _VAE()
+    if init == "he":
+        # He uniform U(-a, a), a = sqrt(6 / fan_in), for the layers that form
+        # the encoder/decoder MLPs (their inputs are x or ReLU outputs);
+        # Glorot uniform a = sqrt(6 / (fan_in + fan_out)) for the two heads;
+        # zero biases.
+        with torch.no_grad():
+            for lin, glorot in ((model.enc, False), (model.mu, True),
+                                (model.logvar, True), (model.dec_hidden, False),
+                                (model.dec_out, False)):
+                fan_in, fan_out = lin.in_features, lin.out_features
+                a = (6.0 / (fan_in + fan_out)) ** 0.5 if glorot else (6.0 / fan_in) ** 0.5
+                lin.weight.uniform_(-a, a)
+                lin.bias.zero_()
+    elif init != "torch":
+        raise ValueError(f"init must be one of {INITS}, got {init!r}")
+    return model
+
+
+def _evaluate(torch, model, x_test, eval_samples: int, batch_size: int = 1000):
+    """Mean per-example recon / kl / neg ELBO with z sampled.
+
+    Each of ``eval_samples`` passes draws independent eps for every example;
+    the result is the average over passes and examples.
+    """
+    model.eval()
+    recon_sum = 0.0
+    kl_sum = 0.0
+    n = x_test.shape[0]
+    with torch.no_grad():
+        for _ in range(eval_samples):
+            for start in range(0, n, batch_size):
+                xb = x_test[start:start + batch_size]
+                recon, kl = model.terms(xb)
+                recon_sum += float(recon.double().sum())
+                kl_sum += float(kl.double().sum())
+    model.train()
+    denom = float(n * eval_samples)
+    recon = recon_sum / denom
+    kl = kl_sum / denom
+    return recon + kl, recon, kl
+
+
+def train_torch_vae(
+    x_train: np.ndarray,
+    x_test_binary: np.ndarray,
+    *,
+    epochs: int,
+    batch_size: int = 128,
+    hidden: int = 400,
+    latent_dim: int = 20,
+    lr: float = 1e-3,
+    seed: int = 0,
+    eval_samples: int = 10,
+    threads: int = 2,
+    init: str = "torch",
+) -> dict:
+    """Train the reference VAE and evaluate it on a fixed binarized test set.
+
+    Parameters
+    ----------
+    x_train : float array (n, d) of grey levels in [0, 1]; binarized
+        dynamically (fresh ``torch.bernoulli`` draw per minibatch).
+    x_test_binary : {0, 1} array (m, d); used as-is (not re-binarized).
+    init : ``"torch"`` (PyTorch's default ``nn.Linear`` initialization,
+        weights and biases ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))) or ``"he"``
+        (He-uniform MLP layers, Glorot-uniform mu/logvar heads, zero biases:
+        the scheme minivae documents for a ReLU VAE).  The choice is not
+        innocuous on this small data set: at 10 epochs the two differ by
+        ~7 nats of test neg ELBO and at 50-100 epochs by ~1.4 nats, so the
+        parity test uses the matching scheme.
+
+    Returns
+    -------
+    dict with ``neg_elbo``, ``recon``, ``kl`` (test, nats per example, z
+    sampled and averaged over ``eval_samples`` draws), ``history`` (mean
+    training loss per epoch, nats per example) and ``seconds`` (wall time of
+    training plus evaluation).
+    """
+    import torch
+
+    if epochs < 0:
+        raise ValueError("epochs must be >= 0")
+    if init not in INITS:
+        raise ValueError(f"init must be one of {INITS}, got {init!r}")
+    torch.set_num_threads(int(threads))
+    torch.manual_seed(int(seed))
+
+    xtr = torch.as_tensor(np.ascontiguousarray(x_train, dtype=np.float32))
+    xte = torch.as_tensor(np.ascontiguousarray(x_test_binary, dtype=np.float32))
+    if xtr.ndim != 2 or xte.ndim != 2 or xtr.shape[1] != xte.shape[1]:
+        raise ValueError("x_train and x_test_binary must be 2-D with equal width")
+    n, d = xtr.shape
+
+    t0 = time.perf_counter()
+    model = _build_model(torch, d, int(hidden), int(latent_dim), init)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+
+    history = []
+    for _ in range(int(epochs)):
+        perm = torch.randperm(n)
+        total = 0.0
+        for start in range(0, n, batch_size):
+            idx = perm[start:start + batch_size]
+            xb = torch.bernoulli(xtr[idx])
+            recon, kl = model.terms(xb)
+            loss = (recon + kl).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * idx.shape[0]
+        history.append(total / n)
+
+    neg_elbo, recon, kl = _evaluate(torch, model, xte, int(eval_samples))
+    seconds = time.perf_counter() - t0
+    return {
+        "neg_elbo": float(neg_elbo),
+        "recon": float(recon),
+        "kl": float(kl),
+        "history": [float(h) for h in history],
+        "seconds": float(seconds),
+    }

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Train a VAE on the embedded MNIST digits (or MNIST / Fashion-MNIST).
 
-    python examples/train_vae.py                      # NumPy, 30 epochs, writes runs/vae/
+    python examples/train_vae.py                      # NumPy, 100 epochs, writes runs/vae/
     python examples/train_vae.py --backend cupy       # the same on an NVIDIA GPU
     python examples/train_vae.py --help               # every flag
 

@@ -65,7 +65,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, out_default: str) -> N
                    help="download mnist / fashion-mnist (checksums verified) when --data-dir "
                         "is not given")
     g = parser.add_argument_group("training")
-    g.add_argument("--epochs", type=positive_int, default=30, help="(default: 30)")
+    g.add_argument("--epochs", type=positive_int, default=100, help="(default: 100)")
     g.add_argument("--batch-size", type=positive_int, default=128, help="(default: 128)")
     g.add_argument("--optimizer", choices=("adam", "sgd"), default="adam", help="(default: adam)")
     g.add_argument("--lr", type=positive_float, default=1e-3, help="learning rate (default: 1e-3)")

@@ -53,7 +53,7 @@ class TrainConfig:
     dataset: str = "mnist5k"
     data_dir: str | None = None
     download: bool = False
-    epochs: int = 30
+    epochs: int = 100
     batch_size: int = 128
     hidden: tuple = (400,)
     latent_dim: int = 20

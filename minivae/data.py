@@ -23,7 +23,6 @@ import contextlib
 import gzip
 import hashlib
 import http.client
-import importlib
 import importlib.metadata
 import logging
 import os
@@ -34,6 +33,8 @@ import urllib.request
 from dataclasses import dataclass
 
 import numpy as np
+
+from .backend import array_module
 
 __all__ = [
     "DATASETS", "BINARIZE", "DataError", "Dataset", "load_dataset",
@@ -551,13 +552,6 @@ def download_idx_dataset(name: str, cache_dir=None) -> pathlib.Path:
 # --------------------------------------------------------------------------
 # Checks and binarization
 # --------------------------------------------------------------------------
-def _array_module(x):
-    """``cupy`` for a CuPy array (imported only then), else ``numpy``."""
-    if type(x).__module__.split(".")[0] == "cupy":
-        return importlib.import_module("cupy")
-    return np
-
-
 def check_images(x, *, name: str = "x", width: int | None = None,
                  unit_interval: bool = False) -> None:
     """Raise :class:`DataError` unless ``x`` is a usable 2-D batch of images.
@@ -589,7 +583,7 @@ def check_images(x, *, name: str = "x", width: int | None = None,
         raise DataError(f"{name} must hold real numbers, found dtype {x.dtype}")
     if x.size == 0:
         return
-    xp = _array_module(x)
+    xp = array_module(x)
     if x.dtype.kind == "f" and not bool(xp.isfinite(x).all()):
         n_nan = int(xp.isnan(x).sum())
         n_inf = int(xp.isinf(x).sum())

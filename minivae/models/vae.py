@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..backend import Backend, get_backend
+from ..data import check_images
 from ..kl import kl_normal_std, kl_normal_std_grad
 from ..layers import MLP, Dense, Module
 from ..likelihoods import Likelihood, make_likelihood
@@ -143,15 +144,12 @@ class VAE(Module):
         be = self.backend
         if not be.is_device_array(x) or x.dtype != be.dtype:
             x = be.to_device(x)
-        if x.ndim != 2 or x.shape[1] != self.input_dim:
-            got = x.shape[1] if x.ndim == 2 else f"an array of shape {x.shape}"
-            raise ValueError(f"x must have shape (batch, {self.input_dim}); got "
-                             f"{got}{' features per example' if x.ndim == 2 else ''}")
-        if full:
-            if not bool(be.xp.isfinite(x).all()):
-                n_bad = int((~be.xp.isfinite(x)).sum())
-                raise ValueError(f"x contains {n_bad} NaN or Inf values")
-            self.likelihood.check_data(x)
+        if not full:
+            if x.ndim != 2 or x.shape[1] != self.input_dim:
+                check_images(x, width=self.input_dim)  # raises with the full message
+            return x
+        check_images(x, width=self.input_dim)
+        self.likelihood.check_data(x)
         return x
 
     # -- the model -------------------------------------------------------

@@ -20,7 +20,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -69,7 +69,6 @@ class TrainConfig:
     out: str | None = "runs/vae"
     progress: bool = True
     eval_samples: int = 1
-    extra: dict = field(default_factory=dict)
 
     def resolved_binarize(self) -> str:
         if self.binarize is not None:
@@ -114,13 +113,6 @@ class TrainConfig:
         d["hidden"] = list(self.hidden)
         d["binarize"] = self.resolved_binarize()
         return d
-
-
-def _log(msg: str, progress) -> None:
-    if progress is not None:
-        progress.write(msg)
-    else:
-        print(msg, flush=True)
 
 
 def train_vae(config: TrainConfig | None = None, dataset=None, return_model: bool = False):
@@ -192,9 +184,9 @@ def train_vae(config: TrainConfig | None = None, dataset=None, return_model: boo
                         "train_recon": train_recon, "train_kl": train_kl,
                         "test_neg_elbo": test["neg_elbo"], "test_recon": test["recon"],
                         "test_kl": test["kl"], "seconds": seconds})
-        _log(f"epoch {epoch:3d}/{config.epochs}  train -ELBO {train_recon + train_kl:8.3f}  "
-             f"test -ELBO {test['neg_elbo']:8.3f}  (recon {test['recon']:.3f}, "
-             f"KL {test['kl']:.3f})  {seconds:.1f}s", None)
+        print(f"epoch {epoch:3d}/{config.epochs}  train -ELBO {train_recon + train_kl:8.3f}  "
+              f"test -ELBO {test['neg_elbo']:8.3f}  (recon {test['recon']:.3f}, "
+              f"KL {test['kl']:.3f})  {seconds:.1f}s", flush=True)
 
     final = evaluate_elbo(model, x_test, n_samples=max(10, config.eval_samples), check=False)
     metrics = {"config": config.to_json(), "history": history,

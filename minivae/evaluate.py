@@ -11,7 +11,11 @@ is not a bound on −log p(x) and flatters the model; it is not done here.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+
+LOG_2PI = math.log(2.0 * math.pi)
 
 
 def evaluate_elbo(model, x, batch_size: int = 500, n_samples: int = 1, check: bool = True) -> dict:
@@ -35,3 +39,74 @@ def evaluate_elbo(model, x, batch_size: int = 500, n_samples: int = 1, check: bo
             kl_sum += float(o.kl.sum())
     n = x.shape[0] * n_samples
     return {"neg_elbo": (recon_sum + kl_sum) / n, "recon": recon_sum / n, "kl": kl_sum / n}
+
+
+def _log_normal_std(z, xp):
+    """log N(z; 0, I) per row: −½ Σ_j (z_j² + log 2π)."""
+    return -0.5 * (z * z + LOG_2PI).sum(axis=-1)
+
+
+def iw_log_likelihood(model, x, k: int = 500, batch_size: int = 100, chunk: int = 100,
+                      check: bool = True):
+    r"""The importance-weighted estimate of log p(x) per example (the IWAE bound).
+
+    With z_1 … z_k drawn independently from q(z|x) = N(μ, diag σ²)::
+
+        log p(x) ≥ L_k(x) = E[ log (1/k) Σ_i w_i ],   w_i = p(x|z_i) p(z_i) / q(z_i|x)
+
+        log w_i = log p(x|z_i) + log N(z_i; 0, I) − log N(z_i; μ, σ²)
+        log N(z_i; μ, σ²) = −½ Σ_j ( ε_ij² + logvar_j + log 2π ),  z_i = μ + σ ⊙ ε_i
+
+    L_1 is the ELBO; L_k rises with k towards log p(x) (Burda et al. 2016).
+    The mean is taken in log space with log-sum-exp, log Σ_i w_i =
+    m + log Σ_i exp(log w_i − m) with m = max_i log w_i, so no w_i is ever
+    exponentiated on its own.  The k samples are drawn ``chunk`` at a time and
+    the running log-sum-exp is updated with ``logaddexp``, so memory is
+    O(batch_size · chunk · D) whatever k is.
+
+    Returns a host NumPy array of shape (N,): one estimate of log p(x) per row
+    (the negative log-likelihood reported in papers is ``-result.mean()``).
+    """
+    for name, v in (("k", k), ("batch_size", batch_size), ("chunk", chunk)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    be = model.backend
+    xp = be.xp
+    x = model.check_input(x, full=check)
+    L = model.latent_dim
+    result = []
+    for start in range(0, x.shape[0], batch_size):
+        xb = x[start:start + batch_size]
+        B = xb.shape[0]
+        mu, logvar = model.encode(xb, check=False)
+        std = xp.exp(0.5 * logvar)
+        running = xp.full((B,), -xp.inf, dtype=be.dtype)
+        for done in range(0, k, chunk):
+            c = min(chunk, k - done)
+            eps = be.standard_normal((B, c, L))
+            z = mu[:, None, :] + std[:, None, :] * eps                       # (B, c, L)
+            out = model.decode(z.reshape(B * c, L))
+            log_px_z = model.likelihood.log_prob(xp.repeat(xb, c, axis=0), out).reshape(B, c)
+            log_pz = _log_normal_std(z, xp)
+            log_qz = -0.5 * (eps * eps + logvar[:, None, :] + LOG_2PI).sum(axis=-1)
+            log_w = log_px_z + log_pz - log_qz                                # (B, c)
+            m = log_w.max(axis=1)
+            chunk_lse = m + xp.log(xp.exp(log_w - m[:, None]).sum(axis=1))
+            running = xp.logaddexp(running, chunk_lse)
+        result.append(be.to_numpy(running - np.log(k)))
+    return np.concatenate(result).astype(np.float64)
+
+
+def active_units(model, x, threshold: float = 0.01, batch_size: int = 500):
+    r"""Count latent units whose posterior mean varies with x (Burda et al. 2016).
+
+    Unit j is active when A_j = Var_x( E_{q(z|x)}[z_j] ) = Var_x( μ_j(x) ) ≥ threshold
+    (0.01 in the paper), the variance taken over the rows of ``x``.  Returns
+    ``(count, A)`` with A a host array of shape (latent_dim,).
+    """
+    x = model.check_input(x)
+    be = model.backend
+    mus = [be.to_numpy(model.encode(x[s:s + batch_size], check=False)[0])
+           for s in range(0, x.shape[0], batch_size)]
+    A = np.concatenate(mus).astype(np.float64).var(axis=0)
+    return int((A >= threshold).sum()), A

@@ -69,6 +69,9 @@ class Dense(Module):
         ∂L/∂W = Xᵀ dY        (∂L/∂W_ik = Σ_b X_bi dY_bk)
         ∂L/∂b = Σ_b dY_b     (a column sum: 1ᵀ dY)
         ∂L/∂X = dY Wᵀ        (∂L/∂X_bi = Σ_k dY_bk W_ik)
+
+    ``backward(dy, need_dx=False)`` skips the last product and returns None:
+    the first layer of a network gets no use from ∂L/∂(data).
     """
 
     def __init__(self, n_in: int, n_out: int, backend: Backend | None = None,
@@ -91,11 +94,11 @@ class Dense(Module):
         self._x = x
         return x @ self.params["W"] + self.params["b"]
 
-    def backward(self, dy):
+    def backward(self, dy, need_dx: bool = True):
         x = _need_cache(self._x, self)
         self.grads["W"] += x.T @ dy
         self.grads["b"] += dy.sum(axis=0)
-        return dy @ self.params["W"].T
+        return dy @ self.params["W"].T if need_dx else None
 
     def __repr__(self) -> str:
         return f"Dense({self.n_in}, {self.n_out})"
@@ -258,10 +261,11 @@ class MLP(Module):
             x = layer.forward(x)
         return x
 
-    def backward(self, dy):
-        for layer in reversed(self.layers):
+    def backward(self, dy, need_dx: bool = True):
+        """Chain rule in reverse; ``need_dx=False`` skips ∂L/∂x of the first layer (returns None)."""
+        for layer in reversed(self.layers[1:]):
             dy = layer.backward(dy)
-        return dy
+        return self.layers[0].backward(dy, need_dx=need_dx)
 
     def __repr__(self) -> str:
         return "MLP(" + " → ".join(repr(l) for l in self.layers) + ")"

@@ -118,3 +118,16 @@ def test_bad_construction_and_order_errors(be32):
         Dense(2, 2, be32).backward(be32.zeros((1, 2)))
     with pytest.raises(ValueError, match="alpha"):
         LeakyReLU(1.5)
+
+
+def test_need_dx_false_skips_only_the_input_gradient(be64):
+    mlp = MLP([5, 4, 3], "relu", be64)
+    x, dy = _input(be64), be64.standard_normal((6, 3))
+    mlp.forward(x)
+    assert mlp.backward(dy) is not None
+    full = {k: to_np(g).copy() for k, g in mlp.grads.items()}
+    mlp.zero_grad()
+    mlp.forward(x)
+    assert mlp.backward(dy, need_dx=False) is None
+    for k, g in mlp.grads.items():
+        np.testing.assert_array_equal(to_np(g), full[k])

@@ -201,7 +201,7 @@ class VAE(Module):
         dmu = dz + (beta / B) * dkl_dmu                               # ∂z/∂μ = 1
         dlogvar = dz * (0.5 * std * eps) + (beta / B) * dkl_dlogvar  # ∂z/∂logvar = ½σε
         dh = self.mu_head.backward(dmu) + self.logvar_head.backward(dlogvar)  # fan-out: sum
-        self.encoder.backward(dh)
+        self.encoder.backward(dh, need_dx=False)  # ∂L/∂x is of no use
 
     def loss(self, x, beta: float = 1.0, eps=None, check: bool = True) -> float:
         """Forward, and the batch mean of recon + β·kl as a Python float."""

@@ -1,0 +1,204 @@
+#!/usr/bin/env python
+"""Time one VAE training step (784-400-20, ReLU, Bernoulli, Adam), optionally beside PyTorch.
+
+    python benchmarks/bench_train_step.py --batch-size 128 1024 --threads 2
+    python benchmarks/bench_train_step.py --compare-torch --seconds 10
+
+One step is what the fit loop does per minibatch: zero_grad, forward (ε
+drawn), backward, Adam update, on a fixed binary batch (data loading is not
+timed).  For each configuration it prints one JSON line:
+
+    samples_per_second              batch / median step time
+    gemm_bound_samples_per_second   batch / time of the step's matrix products alone,
+                                    run back to back on the same backend and threads
+    gemm_fraction                   samples_per_second / gemm_bound_samples_per_second
+    peak_rss_mib                    peak resident memory of this process so far
+    torch_samples_per_second,       with --compare-torch: the same model, batch, dtype
+    ratio_vs_torch                  and threads in PyTorch, timed in alternation with
+                                    minivae (rounds of A, B, A, B, ...) so both see the
+                                    same machine state
+
+Absolute numbers depend on the machine: compare ratios from one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import sys
+import time
+
+import numpy as np
+
+from minivae.backend import get_backend
+from minivae.models.vae import VAE
+from minivae.optim import Adam
+
+D, H, L = 784, 400, 20
+
+
+def _sync(be):
+    if be.name == "cupy":
+        be.xp.cuda.get_current_stream().synchronize()
+
+
+def _time_rounds(step, be, seconds: float, min_steps: int = 5) -> list:
+    """Run ``step`` for about ``seconds``; return the per-step times."""
+    times = []
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline or len(times) < min_steps:
+        t0 = time.perf_counter()
+        step()
+        _sync(be)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def minivae_step(be, batch_size):
+    model = VAE(D, (H,), L, "relu", "bernoulli", backend=be)
+    opt = Adam(model.params, model.grads, lr=1e-3)
+    x = (be.uniform((batch_size, D)) < 0.3).astype(be.dtype)
+
+    def step():
+        model.zero_grad()
+        model.forward(x, check=False)
+        model.backward()
+        opt.step()
+    return step
+
+
+def gemm_step(be, batch_size):
+    """Only the matrix products a step needs, on preallocated arrays.
+
+    Forward: x W₁, h W_μ, h W_v, z W₃, h₂ W₄.  Backward: for each Dense layer
+    Xᵀ dY, and dY Wᵀ for every layer but the first (its dX is not needed).
+    """
+    xp, B = be.xp, batch_size
+    a = lambda *s: be.standard_normal(s)  # noqa: E731
+    x, h, z, h2 = a(B, D), a(B, H), a(B, L), a(B, H)
+    W1, Wm, Wv, W3, W4 = a(D, H), a(H, L), a(H, L), a(L, H), a(H, D)
+    dout, dh2, dmu, dlv, dh = a(B, D), a(B, H), a(B, L), a(B, L), a(B, H)
+
+    def step():
+        x @ W1; h @ Wm; h @ Wv; z @ W3; h2 @ W4                     # forward
+        h2.T @ dout; dout @ W4.T                                     # decoder output layer
+        z.T @ dh2; dh2 @ W3.T                                        # decoder hidden layer
+        h.T @ dmu; dmu @ Wm.T; h.T @ dlv; dlv @ Wv.T                 # the two heads
+        x.T @ dh                                                     # encoder layer, no dX
+    del xp
+    return step
+
+
+def torch_step(batch_size, dtype, threads, seed=0):
+    import torch
+    from torch import nn
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    tdtype = {"float32": torch.float32, "float64": torch.float64}[dtype]
+    enc, mu_h, lv_h = nn.Linear(D, H), nn.Linear(H, L), nn.Linear(H, L)
+    dec1, dec2 = nn.Linear(L, H), nn.Linear(H, D)
+    modules = nn.ModuleList([enc, mu_h, lv_h, dec1, dec2]).to(tdtype)
+    opt = torch.optim.Adam(modules.parameters(), lr=1e-3)
+    x = (torch.rand(batch_size, D) < 0.3).to(tdtype)
+
+    def step():
+        opt.zero_grad(set_to_none=False)
+        h = torch.relu(enc(x))
+        mu, logvar = mu_h(h), lv_h(h)
+        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+        logits = dec2(torch.relu(dec1(z)))
+        recon = nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="sum")
+        kl = 0.5 * (logvar.exp() + mu * mu - 1 - logvar).sum()
+        ((recon + kl) / batch_size).backward()
+        opt.step()
+    return step
+
+
+def machine() -> dict:
+    info = {"python": platform.python_version(), "numpy": np.__version__,
+            "platform": platform.platform(), "processor": platform.processor()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [l.split(":", 1)[1].strip() for l in f if l.startswith("model name")]
+        info["cpu"] = names[0] if names else None
+        info["logical_cpus"] = len(names)
+    except OSError:
+        pass
+    try:
+        from threadpoolctl import threadpool_info
+        info["blas"] = [{k: p.get(k) for k in ("internal_api", "version", "architecture")}
+                        for p in threadpool_info()]
+    except ImportError:
+        pass
+    return info
+
+
+def run(backend_name, dtype, batch_size, threads, seconds, rounds, compare_torch):
+    from contextlib import nullcontext
+
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover
+        threadpool_limits = None
+    limit = threadpool_limits(threads) if (threadpool_limits and backend_name == "numpy") \
+        else nullcontext()
+    with limit:
+        be = get_backend(backend_name, dtype=dtype, seed=0)
+        ours, gemm = minivae_step(be, batch_size), gemm_step(be, batch_size)
+        theirs = torch_step(batch_size, dtype, threads) if compare_torch else None
+        for f in (ours, gemm) + ((theirs,) if theirs else ()):   # warm-up
+            _time_rounds(f, be, min(1.0, seconds / 4))
+        t_ours, t_gemm, t_torch = [], [], []
+        for _ in range(rounds):                                   # alternate A, B, A, B, ...
+            t_ours += _time_rounds(ours, be, seconds / rounds)
+            if theirs:
+                t_torch += _time_rounds(theirs, be, seconds / rounds)
+            t_gemm += _time_rounds(gemm, be, seconds / (2 * rounds))
+    med = statistics.median
+    row = {"backend": backend_name, "dtype": dtype, "batch_size": batch_size, "threads": threads,
+           "step_ms": 1e3 * med(t_ours), "samples_per_second": batch_size / med(t_ours),
+           "gemm_ms": 1e3 * med(t_gemm),
+           "gemm_bound_samples_per_second": batch_size / med(t_gemm),
+           "gemm_fraction": med(t_gemm) / med(t_ours), "steps_timed": len(t_ours),
+           "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if be.name == "cupy":
+        row["peak_gpu_pool_mib"] = be.xp.get_default_memory_pool().total_bytes() / 2 ** 20
+    if theirs:
+        row["torch_samples_per_second"] = batch_size / med(t_torch)
+        row["ratio_vs_torch"] = med(t_torch) / med(t_ours)
+    return row
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--backend", choices=("numpy", "cupy"), default="numpy")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--batch-size", type=int, nargs="+", default=[128, 1024])
+    p.add_argument("--threads", type=int, nargs="+", default=[2])
+    p.add_argument("--seconds", type=float, default=6.0, help="timed seconds per configuration and side")
+    p.add_argument("--rounds", type=int, default=6, help="alternations between minivae and torch")
+    p.add_argument("--compare-torch", action="store_true")
+    p.add_argument("--machine", action="store_true", help="print a JSON line describing the machine first")
+    args = p.parse_args(argv)
+    if min(args.batch_size) < 1 or min(args.threads) < 1 or args.seconds <= 0 or args.rounds < 1:
+        p.error("batch sizes, threads and rounds must be positive, seconds > 0")
+    if args.compare_torch:
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            p.error("--compare-torch needs PyTorch (pip install torch)")
+    if args.machine:
+        print(json.dumps({"machine": machine()}), flush=True)
+    for threads in args.threads:
+        for b in args.batch_size:
+            print(json.dumps(run(args.backend, args.dtype, b, threads, args.seconds, args.rounds,
+                                 args.compare_torch)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -99,20 +99,61 @@ def load_params(model, params: dict, source: str = "checkpoint") -> None:
         p[...] = model.backend.to_device(params[k], dtype=p.dtype)
 
 
+def _build_vae(cfg: dict, backend):
+    from .models.vae import VAE
+
+    cfg = dict(cfg)
+    options = cfg.pop("likelihood_options", {})
+    if cfg["likelihood"] == "gaussian":
+        from .likelihoods import Gaussian
+        cfg["likelihood"] = Gaussian(backend=backend, **options)
+    return VAE(backend=backend, **cfg)
+
+
+def _build_autoencoder(cfg: dict, backend):
+    from .models.autoencoder import Autoencoder
+    return Autoencoder(backend=backend, **cfg)
+
+
+def _build_denoising(cfg: dict, backend):
+    from .models.denoising import DenoisingAutoencoder
+    return DenoisingAutoencoder(backend=backend, **cfg)  # cfg["corruption"] is a dict
+
+
+#: How :func:`load_model` rebuilds each model class from its stored config.
+MODEL_BUILDERS = {"VAE": _build_vae, "Autoencoder": _build_autoencoder,
+                  "DenoisingAutoencoder": _build_denoising}
+
+
 def load_vae(path, backend=None):
     """Rebuild the VAE stored at ``path`` on ``backend`` (NumPy float32 by default)."""
     from .backend import get_backend
-    from .models.vae import VAE
 
     meta, params = read_checkpoint(path)
     if meta.get("model") != "VAE":
         raise CheckpointError(f"{str(path)!r} holds a {meta.get('model')!r}, not a VAE")
-    cfg = dict(meta["model_config"])
-    options = cfg.pop("likelihood_options", {})
-    backend = backend or get_backend("numpy")
-    if cfg["likelihood"] == "gaussian":
-        from .likelihoods import Gaussian
-        cfg["likelihood"] = Gaussian(backend=backend, **options)
-    model = VAE(backend=backend, **cfg)
+    model = _build_vae(meta["model_config"], backend or get_backend("numpy"))
+    load_params(model, params, source=repr(str(path)))
+    return model
+
+
+def load_model(path, backend=None):
+    """Rebuild whichever model is stored at ``path`` (VAE, Autoencoder, DenoisingAutoencoder).
+
+    The model is built on ``backend`` (NumPy float32 by default) from the
+    stored class name and constructor arguments, and its weights are loaded.
+    """
+    from .backend import get_backend
+
+    meta, params = read_checkpoint(path)
+    name = meta.get("model")
+    if name not in MODEL_BUILDERS:
+        raise CheckpointError(f"{str(path)!r} holds a {name!r} model; load_model knows "
+                              f"{', '.join(MODEL_BUILDERS)}")
+    try:
+        model = MODEL_BUILDERS[name](meta["model_config"], backend or get_backend("numpy"))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{str(path)!r}: the stored {name} config cannot be rebuilt "
+                              f"({exc})") from None
     load_params(model, params, source=repr(str(path)))
     return model

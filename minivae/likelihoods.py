@@ -151,3 +151,36 @@ def make_likelihood(name: str, backend: Backend | None = None, **kwargs) -> Like
     if name == "gaussian":
         return Gaussian(backend=backend, **kwargs)
     raise ValueError(f"unknown likelihood {name!r}; expected one of {LIKELIHOODS}")
+
+
+class SquaredError(Module):
+    r"""The autoencoder's reconstruction cost: per example, the squared error over the D pixels.
+
+    For a target x and a reconstruction x̂ = ``out``, both (B, D)::
+
+        e(x, x̂) = ‖x − x̂‖² = Σ_d (x_d − x̂_d)²          (one number per example)
+        ∂e/∂x̂_d = −2 (x_d − x̂_d)
+
+    ``loss(x, out)`` returns e per example, shape (B,), and caches what
+    ``backward`` needs; ``backward(dloss)`` takes ∂L/∂e_b (shape (B,); 1/B
+    everywhere for the batch mean) and returns ∂L/∂out = −2 dloss_b (x − x̂).
+
+    It is a Gaussian likelihood in disguise: with σ² = ½ on every pixel,
+    −log N(x; x̂, ½ I) = ‖x − x̂‖² + (D/2) log π, so minimizing e is maximizing
+    that likelihood, and the constant does not move the minimum.
+    """
+
+    name = "squared_error"
+
+    def __init__(self):
+        super().__init__()
+        self._cache = None
+
+    def loss(self, x, out):
+        r = x - out
+        self._cache = r
+        return (r * r).sum(axis=1)
+
+    def backward(self, dloss):
+        r = _need_cache(self._cache, self, "loss")
+        return (-2.0 * dloss[:, None]) * r

@@ -1,0 +1,18 @@
+#!/usr/bin/env python
+"""Train the lecture's denoising autoencoder on the embedded MNIST digits.
+
+    python examples/train_denoising.py                                  # Gaussian noise, σ = 0.3
+    python examples/train_denoising.py --corruption masking --noise-level 0.5
+    python examples/train_denoising.py --help                           # every flag
+
+All the work is in the library: minivae/cli.py parses the flags,
+minivae/train.py runs the fit loop, minivae/models/denoising.py is the model
+and minivae/corruption.py the corruption process χ(x̃|x).
+"""
+
+import sys
+
+from minivae.cli import main_denoising
+
+if __name__ == "__main__":
+    sys.exit(main_denoising())

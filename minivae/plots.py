@@ -82,3 +82,66 @@ def plot_curves(history, keys, path, ylabel="nats per example", title=None):
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot_posteriors(panels, path, image_shape=(28, 28), title=None):
+    r"""The true posterior p(z|x) with the encoder's q(z|x) over it, one column per digit.
+
+    ``panels`` is a list of dicts with host arrays: ``image`` (D,), ``z1``, ``z2``
+    (grid axes) and ``log_post`` (len(z2), len(z1)) the log posterior density on that
+    grid, ``mu_q`` and ``logvar_q`` (2,) of q = N(μ, diag σ²) (logvar = log σ²), and
+    ``label`` (the image's title) and optionally ``text`` (the latent panel's title,
+    e.g. the numbers).  Both densities are drawn at the same three levels
+    relative to their own peak, e^{−r²/2} for r = 1, 2, 3: for a Gaussian these are its
+    1σ, 2σ and 3σ ellipses, so where p(z|x) is Gaussian the two sets of curves are
+    directly comparable.
+    """
+    levels = np.exp(-0.5 * np.array([9.0, 4.0, 1.0]))          # 3σ, 2σ, 1σ relative heights
+    n = len(panels)
+    fig, axes = plt.subplots(2, n, figsize=(3.3 * n, 5.6), squeeze=False, layout="constrained",
+                             gridspec_kw={"height_ratios": [1, 2.6]})
+    for j, p in enumerate(panels):
+        ax_img, ax = axes[0, j], axes[1, j]
+        ax_img.imshow(np.asarray(p["image"]).reshape(image_shape), cmap="gray", vmin=0, vmax=1,
+                      interpolation="nearest")
+        ax_img.set_axis_off()
+        ax_img.set_title(p.get("label", ""), fontsize=8.5)
+
+        z1, z2 = np.asarray(p["z1"]), np.asarray(p["z2"])
+        rel = np.exp(p["log_post"] - p["log_post"].max())      # p(z|x) / its peak
+        mu, sd = np.asarray(p["mu_q"]), np.exp(0.5 * np.asarray(p["logvar_q"]))
+        # the window: where p(z|x) is above its 3σ level, and q's ±3.5σ, made square
+        rows, cols = np.nonzero(rel >= levels[0])
+        lo = np.minimum([z1[cols].min(), z2[rows].min()], mu - 3.5 * sd)
+        hi = np.maximum([z1[cols].max(), z2[rows].max()], mu + 3.5 * sd)
+        centre, half = (lo + hi) / 2, 0.6 * (hi - lo).max()
+        ax.contourf(z1, z2, rel, levels=[*levels, 1.01], cmap="Blues", alpha=0.9)
+        ax.contour(z1, z2, rel, levels=levels, colors="navy", linewidths=0.6)
+        g1 = np.linspace(centre[0] - half, centre[0] + half, 300)
+        g2 = np.linspace(centre[1] - half, centre[1] + half, 300)
+        G1, G2 = np.meshgrid(g1, g2)
+        q_rel = np.exp(-0.5 * (((G1 - mu[0]) / sd[0]) ** 2 + ((G2 - mu[1]) / sd[1]) ** 2))
+        ax.contour(g1, g2, q_rel, levels=levels, colors="crimson", linestyles="--", linewidths=1.2)
+        ax.plot(*mu, marker="+", color="crimson", markersize=9, mew=1.5)
+        ax.set_xlim(centre[0] - half, centre[0] + half)
+        ax.set_ylim(centre[1] - half, centre[1] + half)
+        ax.set_aspect("equal")
+        ax.set_xlabel("z₁", fontsize=9)
+        if j == 0:
+            ax.set_ylabel("z₂", fontsize=9)
+        ax.tick_params(labelsize=7)
+        if "text" in p:
+            ax.set_title(p["text"], fontsize=8, family="monospace")
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+    fig.legend(handles=[Patch(facecolor="cornflowerblue", edgecolor="navy",
+                              label="true posterior p(z|x) (grid quadrature)"),
+                        Line2D([], [], color="crimson", ls="--",
+                               label="encoder's q(z|x) = N(μ, diag σ²)")],
+               loc="outside lower center", ncol=2, fontsize=8.5, frameon=False,
+               title="contours at each density's 1σ, 2σ, 3σ heights (e^(−r²/2) of its peak)",
+               title_fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -24,6 +24,7 @@ import math
 import numpy as np
 
 from .backend import Backend, array_module, get_backend
+from .validation import positive_int
 
 
 class Module:
@@ -77,9 +78,7 @@ class Dense(Module):
     def __init__(self, n_in: int, n_out: int, backend: Backend | None = None,
                  init: str = "glorot"):
         super().__init__()
-        for name, n in (("n_in", n_in), ("n_out", n_out)):
-            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-                raise ValueError(f"Dense {name} must be a positive integer, got {n!r}")
+        n_in, n_out = positive_int("Dense n_in", n_in), positive_int("Dense n_out", n_out)
         if init not in ("glorot", "he"):
             raise ValueError(f"init must be 'glorot' or 'he', got {init!r}")
         self.backend = backend = backend or get_backend("numpy")

@@ -18,18 +18,8 @@ Adam (Kingma & Ba 2015), t = 1, 2, …::
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
-
 from .backend import array_module
-
-
-def _check_positive(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) \
-            or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return float(value)
+from .validation import positive_number
 
 
 def _check_unit(name, value):
@@ -46,7 +36,7 @@ class Optimizer:
             raise ValueError("params and grads must have the same keys; differ in "
                              f"{sorted(set(params) ^ set(grads))}")
         self.params, self.grads = params, grads
-        self.lr = _check_positive("lr", lr)
+        self.lr = positive_number("lr", lr)
         self.t = 0
 
     def step(self) -> None:  # pragma: no cover - interface
@@ -93,7 +83,7 @@ class Adam(Optimizer):
         super().__init__(params, grads, lr)
         self.beta1 = _check_unit("beta1", betas[0])
         self.beta2 = _check_unit("beta2", betas[1])
-        self.eps = _check_positive("eps", eps)
+        self.eps = positive_number("eps", eps)
         self.m = {k: array_module(p).zeros_like(p) for k, p in params.items()}
         self.v = {k: array_module(p).zeros_like(p) for k, p in params.items()}
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import to_np
-from minivae.gradcheck import check_module, relative_error
+from minivae.gradcheck import check_module
 from minivae.layers import (ACTIVATIONS, MLP, Dense, LeakyReLU, ReLU, Sigmoid, Softplus, Tanh,
                             make_activation, sigmoid, softplus)
 

@@ -41,6 +41,7 @@ from ..backend import Backend, get_backend
 from ..data import check_images
 from ..layers import MLP, Module
 from ..likelihoods import SquaredError
+from ..validation import positive_int as _positive_int
 
 OUTPUTS = ("sigmoid", "linear")
 
@@ -59,12 +60,6 @@ class AEOutput:
     x_input: object
     code: object
     out: object
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 class Autoencoder(Module):
@@ -196,9 +191,7 @@ def evaluate_reconstruction(model: Autoencoder, x, x_input=None, batch_size: int
         mse_per_pixel   = sse_per_example / D
         mse             = mse_per_pixel                  (the alias used in reports)
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
-            or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    batch_size = _positive_int("batch_size", batch_size)
     x = model.check_input(x)
     x_input = x if x_input is None else model.check_input(x_input, name="x_input")
     if x_input.shape != x.shape:

@@ -40,6 +40,7 @@ from ..data import check_images
 from ..kl import kl_normal_std, kl_normal_std_grad
 from ..layers import MLP, Dense, Module
 from ..likelihoods import Likelihood, make_likelihood
+from ..validation import positive_int as _positive_int
 
 
 @dataclass
@@ -61,12 +62,6 @@ class VAEOutput:
     @property
     def neg_elbo(self):
         return self.recon + self.kl
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 class VAE(Module):

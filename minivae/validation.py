@@ -1,0 +1,28 @@
+"""Argument checks shared by every module: one message format for one kind of mistake.
+
+Each check returns the value (converted to a plain Python type) or raises
+ValueError naming the argument, what was expected and what was received.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def positive_int(name: str, value, minimum: int = 1) -> int:
+    """``value`` as an int ≥ ``minimum``; bools, floats and strings are refused."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+            or value < minimum:
+        expected = "a positive integer" if minimum == 1 else f"an integer ≥ {minimum}"
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    return int(value)
+
+
+def positive_number(name: str, value) -> float:
+    """``value`` as a finite float > 0; bools and non-numbers are refused."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return float(value)

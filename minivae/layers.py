@@ -122,8 +122,7 @@ class ReLU(Activation):
     name = "relu"
 
     def forward(self, x):
-        y = x * (x > 0)
-        self._cache = y
+        y = self._cache = array_module(x).maximum(x, 0)
         return y
 
     def backward(self, dy):

@@ -72,12 +72,20 @@ class Bernoulli(Likelihood):
 
     def log_prob(self, x, out):
         xp = array_module(out)
-        self._cache = (x, out)
-        return (x * out - softplus(out, xp)).sum(axis=1)
+        # One exponential serves both passes: e = exp(−|ℓ|) ∈ (0, 1], then
+        #   softplus(ℓ) = max(ℓ, 0) + log1p(e)               (here)
+        #   σ(ℓ) = 1/(1 + e) for ℓ ≥ 0,  e/(1 + e) for ℓ < 0  (in backward)
+        # the same values as layers.softplus / layers.sigmoid (tests pin it).
+        e = xp.exp(-xp.abs(out))
+        self._cache = (x, out, e)
+        return (x * out - xp.maximum(out, 0) - xp.log1p(e)).sum(axis=1)
 
     def backward(self, dlogp):
-        x, out = _need_cache(self._cache, self, "log_prob")
-        return dlogp[:, None] * (x - sigmoid(out, array_module(out)))
+        x, out, e = _need_cache(self._cache, self, "log_prob")
+        xp = array_module(out)
+        inv = 1 / (1 + e)
+        sig = xp.where(out >= 0, inv, e * inv)             # σ(ℓ)
+        return dlogp[:, None] * (x - sig)
 
     def mean(self, out):
         return sigmoid(out, array_module(out))

@@ -76,3 +76,19 @@ def test_likelihood_factory_and_errors(be64):
         Gaussian(logvar=float("nan"), backend=be64)
     with pytest.raises(RuntimeError, match="before log_prob"):
         Bernoulli(be64).backward(be64.zeros((2,)))
+
+
+def test_bernoulli_fast_path_equals_the_reference_expressions(be64):
+    """log_prob and backward share one exp(−|ℓ|); they must equal x·ℓ − softplus(ℓ) and x − σ(ℓ)."""
+    from minivae.layers import sigmoid, softplus
+
+    x = (be64.uniform((9, 13)) < 0.4).astype(be64.dtype)
+    logits = 30 * be64.standard_normal((9, 13))  # wide range, both signs
+    lik = Bernoulli(be64)
+    w = be64.standard_normal((9,))
+    got_lp, got_grad = lik.log_prob(x, logits), lik.backward(w)
+    xp = be64.xp
+    ref_lp = (x * logits - softplus(logits, xp)).sum(axis=1)
+    ref_grad = w[:, None] * (x - sigmoid(logits, xp))
+    np.testing.assert_allclose(to_np(got_lp), to_np(ref_lp), rtol=1e-14, atol=0)
+    np.testing.assert_allclose(to_np(got_grad), to_np(ref_grad), rtol=1e-14, atol=1e-300)

@@ -94,3 +94,27 @@ def test_other_bad_arguments(be64):
         Adam(params, {"v": grads["w"]})
     with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'"):
         make_optimizer("rmsprop", params, grads, lr=0.1)
+
+
+def test_adam_step_equals_the_reference_formula_over_many_steps(be64):
+    """The in-place step (folded bias corrections, scratch buffers) against adam_reference."""
+    from minivae.optim import adam_reference
+
+    shapes = {"W": (7, 5), "b": (5,)}
+    params = {k: be64.standard_normal(s) for k, s in shapes.items()}
+    grads = {k: be64.xp.zeros(s) for k, s in shapes.items()}
+    ref = {k: (to_np(p).copy(), np.zeros(s), np.zeros(s)) for (k, p), s in
+           zip(params.items(), shapes.values())}
+    opt = Adam(params, grads, lr=0.01, betas=(0.8, 0.95), eps=1e-6)
+    rng = np.random.default_rng(0)
+    for t in range(1, 51):
+        for k in params:
+            g = rng.standard_normal(shapes[k]) * 10.0 ** rng.integers(-4, 2)
+            grads[k][...] = be64.to_device(g)
+            p, m, v = ref[k]
+            ref[k] = adam_reference(p, g, m, v, t, 0.01, 0.8, 0.95, 1e-6)
+        opt.step()
+    for k in params:
+        np.testing.assert_allclose(to_np(params[k]), ref[k][0], rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(to_np(opt.m[k]), ref[k][1], rtol=1e-12, atol=1e-300)
+        np.testing.assert_allclose(to_np(opt.v[k]), ref[k][2], rtol=1e-12, atol=1e-300)

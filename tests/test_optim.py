@@ -118,3 +118,37 @@ def test_adam_step_equals_the_reference_formula_over_many_steps(be64):
         np.testing.assert_allclose(to_np(params[k]), ref[k][0], rtol=1e-12, atol=1e-14)
         np.testing.assert_allclose(to_np(opt.m[k]), ref[k][1], rtol=1e-12, atol=1e-300)
         np.testing.assert_allclose(to_np(opt.v[k]), ref[k][2], rtol=1e-12, atol=1e-300)
+
+
+def test_two_threads_give_bit_identical_updates():
+    from minivae.backend import get_backend
+    from minivae.models.vae import VAE
+
+    results = []
+    for threads in (1, 2):
+        be = get_backend("numpy", seed=3)
+        model = VAE(30, (20,), 4, backend=be)
+        opt = Adam(model.params, model.grads, lr=1e-2, threads=threads)
+        assert len(opt._groups) == threads
+        x = (be.uniform((16, 30)) < 0.5).astype(be.dtype)
+        for _ in range(5):
+            model.zero_grad()
+            model.forward(x)
+            model.backward()
+            opt.step()
+        results.append({k: p.copy() for k, p in model.params.items()})
+    for k in results[0]:
+        assert np.array_equal(results[0][k], results[1][k]), k
+
+
+def test_balanced_groups_split_by_size():
+    from minivae.optim import _balanced_groups
+
+    params = {"a": np.zeros(100), "b": np.zeros(60), "c": np.zeros(50), "d": np.zeros(5)}
+    groups = _balanced_groups(params, 2)
+    assert sorted(sum(groups, [])) == ["a", "b", "c", "d"]
+    sizes = sorted(sum(params[k].size for k in g) for g in groups)
+    assert sizes == [105, 110]
+    assert _balanced_groups({}, 2) == [[]]
+    with pytest.raises(ValueError, match="threads must be a positive integer"):
+        Adam(params, {k: np.zeros_like(v) for k, v in params.items()}, threads=0)

@@ -3,7 +3,13 @@
 
     python examples/train_vae.py                      # NumPy, 100 epochs, writes runs/vae/
     python examples/train_vae.py --backend cupy       # the same on an NVIDIA GPU
+    python examples/train_vae.py --iw-samples 500     # also -log p(x) by importance weighting
+    python examples/train_vae.py --resume runs/vae/checkpoint.npz --epochs 200
+                                                      # continue that run to 200 epochs in total
     python examples/train_vae.py --help               # every flag
+
+Ctrl-C saves the state after the last completed epoch into --out/checkpoint.npz
+and exits with status 130; --resume continues from it.
 
 All the work is in the library: minivae/cli.py parses the flags,
 minivae/train.py runs the fit loop, minivae/models/vae.py is the model.

@@ -36,6 +36,16 @@ def positive_float(text: str) -> float:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
+    return value
+
+
 def int_list(text: str) -> tuple:
     """'400' → (400,); '512,256' → (512, 256)."""
     try:
@@ -81,8 +91,10 @@ def vae_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="train_vae.py",
         description="Train a variational autoencoder with hand-written gradients. Writes "
-                    "metrics.json, checkpoint.npz, reconstructions.png, samples.png and "
-                    "loss.png into --out.")
+                    "metrics.json, checkpoint.npz (resumable), reconstructions.png, "
+                    "samples.png, loss.png, loss_terms.png, latent_scatter.png and, for a 2-D "
+                    "latent, manifold.png into --out. Ctrl-C saves the state after the last "
+                    "completed epoch and exits with status 130.")
     add_common_arguments(parser, out_default="runs/vae")
     g = parser.add_argument_group("model")
     g.add_argument("--hidden", type=int_list, default=(400,),
@@ -97,31 +109,110 @@ def vae_parser() -> argparse.ArgumentParser:
                    help="none, dynamic (resampled every batch) or static (once, seeded) "
                         "(default: dynamic for bernoulli, none for gaussian)")
     g.add_argument("--beta", type=positive_float, default=1.0,
-                   help="weight of the KL term; 1 is the ELBO (default: 1)")
+                   help="weight of the KL term in the training loss; 1 is the ELBO (default: 1)")
+    g.add_argument("--kl-warmup-epochs", type=non_negative_int, default=0,
+                   help="ramp the KL weight linearly, step by step, from 0 to --beta over this "
+                        "many epochs; 0 is no warm-up. Metrics always report the true -ELBO "
+                        "(default: 0)")
+    g = parser.add_argument_group("evaluation and checkpoints")
+    g.add_argument("--iw-samples", type=positive_int, default=0, metavar="K",
+                   help="at the end, estimate -log p(x) on the test set by importance "
+                        "weighting with K samples per digit (the IWAE bound; 500 or 5000 in "
+                        "papers) (default: skip)")
+    g.add_argument("--save-every", type=non_negative_int, default=0, metavar="N",
+                   help="also write the training checkpoint every N epochs; the final one is "
+                        "always written (default: 0, only the final)")
+    g.add_argument("--resume", default=None, metavar="PATH",
+                   help="continue the run stored in the checkpoint PATH (weights, optimizer "
+                        "state, epoch, random-generator states) up to --epochs epochs in "
+                        "total, writing into --out. Settings not given on the command line "
+                        "are taken from the checkpoint; a given one that differs from it is "
+                        "an error, except --epochs, --out, --no-progress, --save-every, "
+                        "--iw-samples, --backend, --data-dir and --download")
     return parser
 
 
-def main_vae(argv=None) -> int:
-    from .train import TrainConfig, TrainingDiverged, train_vae
+def _vae_config(args):
+    from .train import TrainConfig
 
-    args = vae_parser().parse_args(argv)
-    config = TrainConfig(
+    return TrainConfig(
         backend=args.backend, dataset=args.dataset, data_dir=args.data_dir,
         download=args.download, epochs=args.epochs, batch_size=args.batch_size,
         hidden=args.hidden, latent_dim=args.latent_dim, activation=args.activation,
         likelihood=args.likelihood, binarize=args.binarize, optimizer=args.optimizer,
-        lr=args.lr, momentum=args.momentum, beta=args.beta, seed=args.seed, dtype=args.dtype,
-        out=args.out, progress=not args.no_progress)
+        lr=args.lr, momentum=args.momentum, beta=args.beta,
+        kl_warmup_epochs=args.kl_warmup_epochs, seed=args.seed, dtype=args.dtype,
+        out=args.out, progress=not args.no_progress, save_every=args.save_every,
+        iw_samples=args.iw_samples)
+
+
+def _given_flags(argv) -> set:
+    """The destinations of the flags actually written on the command line (not defaults)."""
+    probe = vae_parser()
+    for action in probe._actions:  # a flag left out then sets nothing in the namespace
+        action.default = argparse.SUPPRESS
+    return set(vars(probe.parse_args(argv)))
+
+
+def _resumed_config(config, path, given: set):
+    """``config`` with every run-defining setting not given on the command line taken from ``path``.
+
+    The settings of RESUME_MAY_CHANGE come from the command line (or its
+    defaults); train_vae then rejects any given setting that differs from the
+    stored one.
+    """
+    import dataclasses
+
+    from .checkpoint import read_checkpoint
+    from .train import RESUME_MAY_CHANGE, TrainConfig
+
+    meta, _ = read_checkpoint(path)
+    stored = meta.get("extra", {}).get("train_config")
+    if not isinstance(stored, dict):
+        raise CheckpointError(f"{str(path)!r} holds no training config, so a run cannot "
+                              f"resume from it")
     try:
-        metrics = train_vae(config)
+        resumed = TrainConfig.from_json(stored)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{str(path)!r}: the stored training config is not valid "
+                              f"({exc})") from None
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in RESUME_MAY_CHANGE or f.name in given:
+            setattr(resumed, f.name, getattr(config, f.name))
+    return resumed
+
+
+def main_vae(argv=None) -> int:
+    from .train import TrainingDiverged, TrainingInterrupted, train_vae
+
+    args = vae_parser().parse_args(argv)
+    config = _vae_config(args)
+    try:
+        if args.resume is not None:
+            config = _resumed_config(config, args.resume, _given_flags(argv))
+        metrics = train_vae(config, resume=args.resume)
     except (ValueError, BackendError, CheckpointError, TrainingDiverged) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as exc:
+        print(f"\ninterrupted: the state after epoch {exc.epoch} is saved in {exc.path}; "
+              f"continue with: python examples/train_vae.py --resume {exc.path} "
+              f"--epochs {config.epochs} --out {config.out}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("\ninterrupted before training started; nothing was saved", file=sys.stderr)
+        return 130
     t = metrics["test"]
     print(f"test (z sampled, {t['n_examples']} digits): -ELBO {t['neg_elbo']:.3f} = "
-          f"recon {t['recon']:.3f} + KL {t['kl']:.3f} nats per example")
-    print(f"wrote metrics.json, checkpoint.npz, reconstructions.png, samples.png, loss.png "
-          f"into {args.out}")
+          f"recon {t['recon']:.3f} + KL {t['kl']:.3f} nats per example; "
+          f"{t['active_units']} of {config.latent_dim} latent units active")
+    if "iw_nll" in t:
+        print(f"test -log p(x) by importance weighting with {t['iw_samples']} samples: "
+              f"{t['iw_nll']:.3f} nats per example")
+    from .train import figure_names
+
+    files = ["metrics.json", "checkpoint.npz", *figure_names(config.latent_dim)]
+    print(f"wrote {', '.join(files)} into {config.out}")
     return 0
 
 

@@ -84,6 +84,146 @@ def plot_curves(history, keys, path, ylabel="nats per example", title=None):
     plt.close(fig)
 
 
+def plot_loss_terms(history, path, title="the loss and its two terms per epoch (z sampled)"):
+    """Three panels, train and test per epoch: −ELBO, reconstruction −log p(x|z), KL(q(z|x) ‖ p(z)).
+
+    −ELBO = recon + KL, in nats per example (β = 1 whatever the training
+    weight).  When the KL weight β of training is not 1 throughout (``beta``
+    in the history: β at each epoch's last step, e.g. during a KL warm-up) it
+    is drawn on a second axis of the KL panel.
+    """
+    epochs = [h["epoch"] for h in history]
+    panels = (("−ELBO = recon + KL", "neg_elbo"), ("reconstruction  −log p(x|z)", "recon"),
+              ("KL( q(z|x) ‖ p(z) )", "kl"))
+    fig, axes = plt.subplots(1, 3, figsize=(12, 4.0), layout="constrained")
+    for ax, (label, key) in zip(axes, panels):
+        for split, style in (("train", "-"), ("test", "--")):
+            values = [h.get(f"{split}_{key}") for h in history]
+            if any(v is not None for v in values):
+                ax.plot(epochs, values, style, marker="o", markersize=3, label=split)
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("nats per example")
+    handles, labels = axes[0].get_legend_handles_labels()
+    betas = [h.get("beta", 1.0) for h in history]
+    if any(b != 1.0 for b in betas):
+        twin = axes[2].twinx()
+        (line,) = twin.plot(epochs, betas, ":", color="grey", lw=1.5,
+                            label="β, the KL weight of training (right axis)")
+        twin.set_ylim(0, max(betas) * 1.05)
+        twin.set_ylabel("β", color="grey")
+        handles, labels = handles + [line], labels + [line.get_label()]
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(handles), fontsize=9,
+               frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def pca_2d(a):
+    """Project the rows of ``a`` (n, d) onto their first two principal axes.
+
+    The axes are the first two right singular vectors of the centred data
+    A − mean = U S Vᵀ; returns ``(coords (n, 2), explained (2,))`` where
+    ``explained`` is each axis's share of the total variance, s_i² / Σ s².
+    """
+    a = np.asarray(a, dtype=np.float64)
+    centred = a - a.mean(axis=0)
+    _, s, vt = np.linalg.svd(centred, full_matrices=False)
+    var = s * s
+    return centred @ vt[:2].T, var[:2] / var.sum()
+
+
+def plot_latent_scatter(mu, labels, path, title=None):
+    """Scatter the posterior means μ(x) of test digits, one colour per label.
+
+    ``mu`` is (n, latent_dim) on the host, ``labels`` (n,) integer classes.
+    A 2-D latent is drawn as it is; a wider one by its first two principal
+    components (:func:`pca_2d`); a 1-D one against the label (jittered).
+    """
+    mu = np.asarray(mu, dtype=np.float64)
+    labels = np.asarray(labels)
+    if mu.ndim != 2 or len(mu) != len(labels):
+        raise ValueError(f"mu must be (n, latent_dim) with one label per row; got mu of shape "
+                         f"{mu.shape} and {len(labels)} labels")
+    d = mu.shape[1]
+    if d == 1:
+        jitter = np.random.default_rng(0).uniform(-0.3, 0.3, len(mu))
+        xy, axis_labels = np.c_[mu[:, 0], labels + jitter], ("μ₁(x)", "label (jittered)")
+    elif d == 2:
+        xy, axis_labels = mu, ("μ₁(x)", "μ₂(x)")
+    else:
+        xy, explained = pca_2d(mu)
+        axis_labels = tuple(f"principal component {i + 1} of μ(x) ({100 * e:.0f}% of variance)"
+                            for i, e in enumerate(explained))
+    fig, ax = plt.subplots(figsize=(6.4, 5.6))
+    cmap = plt.get_cmap("tab10")
+    for i, c in enumerate(np.unique(labels)):
+        sel = labels == c
+        ax.scatter(xy[sel, 0], xy[sel, 1], s=7, alpha=0.75, color=cmap(i % 10), label=str(c),
+                   linewidths=0)
+    ax.legend(title="digit", markerscale=2.5, fontsize=8, title_fontsize=9, loc="center left",
+              bbox_to_anchor=(1.01, 0.5), frameon=False)
+    ax.set_xlabel(axis_labels[0], fontsize=9)
+    ax.set_ylabel(axis_labels[1], fontsize=9)
+    ax.grid(alpha=0.25)
+    if title is None:
+        title = (f"posterior means μ(x) of {len(mu)} test digits"
+                 + (f" (latent dim {d}, PCA)" if d > 2 else ""))
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _decoder_means(model):
+    """z (m, latent) on the host → E[x|z] on the host, for a VAE ``model``."""
+    be = model.backend
+
+    def decode(z):
+        return be.to_numpy(model.likelihood.mean(model.decode(be.to_device(z))))
+
+    return decode
+
+
+def plot_manifold(decode, path, n: int = 20, image_shape=(28, 28), quantiles=(0.05, 0.95),
+                  title="the decoder over the 2-D latent space: E[x|z] on a grid of z"):
+    """Decode an n × n grid of z over a 2-D latent and tile the images.
+
+    ``decode`` is a VAE with ``latent_dim == 2`` or a function from host z of
+    shape (m, 2) to host images (m, h·w).  The grid's coordinates are standard
+    normal quantiles, z_i = Φ⁻¹(q_i) with q evenly spaced over ``quantiles``,
+    so each cell covers equal prior mass p(z) = N(0, I); z₁ grows to the
+    right and z₂ upwards.
+    """
+    from scipy.special import ndtri
+
+    if hasattr(decode, "decode"):
+        if decode.latent_dim != 2:
+            raise ValueError(f"plot_manifold needs a 2-D latent, got latent_dim "
+                             f"{decode.latent_dim}")
+        decode = _decoder_means(decode)
+    g = ndtri(np.linspace(quantiles[0], quantiles[1], n))
+    z1, z2 = np.meshgrid(g, g[::-1])                    # row 0 is the largest z₂
+    images = np.asarray(decode(np.c_[z1.ravel(), z2.ravel()]))
+    grid = image_grid(list(images.reshape(n, n, -1)), image_shape, pad=0)
+    h, w = image_shape
+    fig, ax = plt.subplots(figsize=(7.2, 7.4))
+    ax.imshow(grid, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ticks = sorted({int(round(t)) for t in np.linspace(0, n - 1, min(n, 5))})
+    ax.set_xticks([(j + 0.5) * w for j in ticks], [f"{g[j]:.2f}" for j in ticks], fontsize=8)
+    ax.set_yticks([(i + 0.5) * h for i in ticks], [f"{g[::-1][i]:.2f}" for i in ticks], fontsize=8)
+    ax.set_xlabel(f"z₁ (normal quantiles {quantiles[0]:g} … {quantiles[1]:g})")
+    ax.set_ylabel("z₂")
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def plot_posteriors(panels, path, image_shape=(28, 28), title=None):
     r"""The true posterior p(z|x) with the encoder's q(z|x) over it, one column per digit.
 

@@ -8,16 +8,31 @@ One training step, the whole of the algorithm::
     optimizer.step()               # θ ← update(θ, grads)
 
 :func:`train_vae` wraps it with data loading, per-epoch evaluation on the test
-digits (z sampled), a progress bar, a guard against NaN, and the outputs in
-``config.out``: ``metrics.json``, ``checkpoint.npz``, ``reconstructions.png``,
-``samples.png`` and ``loss.png``.
+digits (z sampled), a progress bar, a guard against NaN, KL warm-up, periodic
+checkpoints, resuming, a clean stop on Ctrl-C, the final evaluation (test
+ELBO, active units, and with ``iw_samples`` the importance-weighted log p(x)),
+and the outputs in ``config.out``: ``metrics.json``, ``checkpoint.npz`` (a
+training checkpoint: weights, optimizer state, epoch, history, random
+generator states), ``reconstructions.png``, ``samples.png``, ``loss.png``,
+``loss_terms.png``, ``latent_scatter.png`` and, for a 2-D latent,
+``manifold.png``.
+
+Resuming (``train_vae(config, resume=path)``) restores everything the next
+epoch depends on: the weights, the optimizer's moments and step count, the
+epoch reached, the history, and the states of both random generators (the
+backend's, which draws every ε and every dynamic binarization, and the
+minibatch shuffler's).  On NumPy a run of 4 epochs and a run of 2 epochs
+resumed to 4 therefore end with bit-identical weights.  CuPy's generators
+cannot be serialized: resuming under CuPy (or across backends) re-seeds the
+backend's generator from (seed, epoch), a statistically equivalent
+continuation that is not bit-identical to an uninterrupted run.
 
 :func:`train_autoencoder` is the same loop for the autoencoder and the
 denoising autoencoder (``model.backward()`` takes no β; the denoising model
 draws a fresh x̃ ~ χ(x̃|x) inside each ``forward``), evaluated by the squared
 error on the clean test digits and, for the denoising model, on one fixed
-corruption of them.  It writes ``metrics.json``, ``checkpoint.npz``,
-``reconstructions.png`` and ``loss.png``.
+corruption of them.  It writes ``metrics.json``, ``checkpoint.npz`` (weights
+only), ``reconstructions.png`` and ``loss.png``.
 """
 
 from __future__ import annotations
@@ -33,10 +48,11 @@ from pathlib import Path
 import numpy as np
 
 from .backend import BACKENDS, DTYPES, get_backend
-from .checkpoint import atomic_write, save_checkpoint
+from .checkpoint import (CheckpointError, atomic_write, load_optimizer_state, load_params,
+                         read_training_checkpoint, save_checkpoint)
 from .corruption import CORRUPTIONS, corrupt_fixed, make_corruption
 from .data import BINARIZE, DATASETS, Minibatches, binarize_fixed, check_images, load_dataset
-from .evaluate import evaluate_elbo
+from .evaluate import active_units, evaluate_elbo, iw_log_likelihood
 from .layers import ACTIVATIONS
 from .likelihoods import LIKELIHOODS
 from .models.autoencoder import OUTPUTS as AE_OUTPUTS
@@ -49,9 +65,27 @@ from .optim import OPTIMIZERS, make_optimizer
 #: Seed of the one fixed corruption of the test digits (the same for every run).
 CORRUPTED_TEST_SEED = 20261125
 
+#: The file a training run keeps its (resumable) checkpoint in, inside ``config.out``.
+CHECKPOINT_NAME = "checkpoint.npz"
+
+#: Burda et al.'s threshold: unit j is active when Var_x(E_q[z_j|x]) ≥ 0.01.
+ACTIVE_UNIT_THRESHOLD = 0.01
+
 
 class TrainingDiverged(FloatingPointError):
     """The loss became NaN or infinite."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training; the state after the last completed epoch was saved.
+
+    ``path`` is the checkpoint written, ``epoch`` the number of epochs it holds;
+    ``train_vae(config, resume=path)`` continues from there.
+    """
+
+    def __init__(self, path, epoch: int):
+        super().__init__(f"training interrupted; the state after epoch {epoch} is saved in {path}")
+        self.path, self.epoch = Path(path), int(epoch)
 
 
 @dataclass
@@ -62,6 +96,15 @@ class TrainConfig:
     digits, Adam at 1e-3, batches of 128, float32 on NumPy.
     ``binarize=None`` means "dynamic" for Bernoulli and "none" for Gaussian.
     ``out=None`` trains without writing files.
+
+    ``beta`` weighs the KL term of the training loss; ``kl_warmup_epochs``
+    W > 0 ramps that weight linearly, step by step, over the first W epochs
+    (see :func:`kl_weight`); 0 is no warm-up.  The reported metrics are the
+    true −ELBO (β = 1) whatever the training weight, so runs compare.
+    ``save_every`` N > 0 writes the training checkpoint every N epochs (the
+    final one is always written); ``iw_samples`` K > 0 adds the
+    importance-weighted estimate of −log p(x) with K samples to the final test
+    metrics (0 skips it).
     """
 
     backend: str = "numpy"
@@ -79,11 +122,14 @@ class TrainConfig:
     lr: float = 1e-3
     momentum: float = 0.9
     beta: float = 1.0
+    kl_warmup_epochs: int = 0
     seed: int = 0
     dtype: str = "float32"
     out: str | None = "runs/vae"
     progress: bool = True
     eval_samples: int = 1
+    save_every: int = 0
+    iw_samples: int = 0
 
     def resolved_binarize(self) -> str:
         if self.binarize is not None:
@@ -99,6 +145,7 @@ class TrainConfig:
         if self.binarize is not None:
             _check_choice(self, "binarize", BINARIZE)
         _check_positive_ints(self, "epochs", "batch_size", "latent_dim", "eval_samples")
+        _check_non_negative_ints(self, "kl_warmup_epochs", "save_every", "iw_samples")
         self.hidden = _checked_hidden(self.hidden)
         _check_positive_numbers(self, "lr", "beta")
         return self
@@ -108,6 +155,39 @@ class TrainConfig:
         d["hidden"] = list(self.hidden)
         d["binarize"] = self.resolved_binarize()
         return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> "TrainConfig":
+        """The config :meth:`to_json` wrote (keys it does not know are ignored), validated."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in d.items() if k in names}
+        if isinstance(kwargs.get("hidden"), list):
+            kwargs["hidden"] = tuple(kwargs["hidden"])
+        return cls(**kwargs).validate()
+
+
+#: The settings a resumed run may change: how far to go, where to write, how to
+#: show progress, what to evaluate at the end, where the data and the arrays
+#: live.  Every other setting of TrainConfig defines the run and must match the
+#: checkpoint's.
+RESUME_MAY_CHANGE = ("epochs", "out", "progress", "save_every", "iw_samples", "backend",
+                     "data_dir", "download")
+
+
+def kl_weight(beta: float, warmup_epochs: int, step: int, steps_per_epoch: int) -> float:
+    r"""The KL weight β_eff of optimizer step ``step`` (1, 2, … counted over the whole run).
+
+    A linear warm-up over W = ``warmup_epochs`` epochs of S = ``steps_per_epoch``
+    steps, advanced every step::
+
+        β_eff(step) = β · min(1, step / (W · S))
+
+    so the first step uses β/(W·S), the last step of epoch e ≤ W uses β·e/W,
+    and from the end of epoch W on the weight is β.  W = 0: β throughout.
+    """
+    if warmup_epochs == 0:
+        return beta
+    return beta * min(1.0, step / (warmup_epochs * steps_per_epoch))
 
 
 # -- pieces shared by the training functions -----------------------------------
@@ -123,6 +203,13 @@ def _check_positive_ints(config, *names) -> None:
         v = getattr(config, name)
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
+
+
+def _check_non_negative_ints(config, *names) -> None:
+    for name in names:
+        v = getattr(config, name)
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+            raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
 
 
 def _check_positive_numbers(config, *names) -> None:
@@ -165,14 +252,128 @@ def _output_dir(config):
     return out
 
 
-def _save_model_and_metrics(out: Path, model, metrics: dict) -> None:
-    """checkpoint.npz (with the run's config) and metrics.json, each written atomically."""
-    save_checkpoint(out / "checkpoint.npz", model, extra={"train_config": metrics["config"]})
+def _write_metrics(out: Path, metrics: dict) -> None:
     atomic_write(out / "metrics.json",
                  lambda f: f.write((json.dumps(metrics, indent=2) + "\n").encode()))
 
 
-def train_vae(config: TrainConfig | None = None, dataset=None, return_model: bool = False):
+def _save_model_and_metrics(out: Path, model, metrics: dict) -> None:
+    """checkpoint.npz (weights and the run's config) and metrics.json, each written atomically."""
+    save_checkpoint(out / CHECKPOINT_NAME, model, extra={"train_config": metrics["config"]})
+    _write_metrics(out, metrics)
+
+
+# -- the state a VAE run resumes from -------------------------------------------
+
+def _is_number(v) -> bool:
+    return isinstance(v, (bool, int, float, np.number))
+
+
+def _host_copy(backend, a) -> np.ndarray:
+    """A host array that later updates of the device array ``a`` cannot change."""
+    return np.array(backend.to_numpy(a), copy=True)
+
+
+def _generator_state(rng):
+    """A NumPy Generator's state (a JSON-able dict of ints); None for CuPy's (not serializable)."""
+    return rng.bit_generator.state if isinstance(rng, np.random.Generator) else None
+
+
+@dataclass
+class _Snapshot:
+    """Host copies of everything the next epoch depends on, taken at the end of an epoch.
+
+    Checkpoints are written from a snapshot, never from the live model, so
+    Ctrl-C in the middle of an epoch still saves a consistent state: the one
+    after the last completed epoch.
+    """
+
+    epoch: int
+    params: dict
+    optimizer_state: dict
+    history: list
+    rng: dict
+
+
+def _take_snapshot(model, optimizer, batches, epoch: int, history: list) -> _Snapshot:
+    be = model.backend
+    return _Snapshot(
+        epoch=epoch,
+        params={k: _host_copy(be, v) for k, v in model.params.items()},
+        optimizer_state={k: v if _is_number(v) else _host_copy(be, v)
+                         for k, v in optimizer.state_dict().items()},
+        history=list(history),
+        # backend.rng draws every ε, dynamic binarization and evaluation sample;
+        # the Minibatches generator draws each epoch's order.
+        rng={"backend": be.name, "backend_rng": _generator_state(be.rng),
+             "shuffle": batches._order_rng.bit_generator.state})
+
+
+def _save_training_checkpoint(path: Path, model, config, snap: _Snapshot, data_sizes) -> Path:
+    training = {"epoch": snap.epoch, "history": snap.history,
+                "optimizer": {"name": config.optimizer},
+                "rng": snap.rng, "data": {"n_train": data_sizes[0], "n_test": data_sizes[1]}}
+    return save_checkpoint(path, model, extra={"train_config": config.to_json()},
+                           params=snap.params, optimizer_state=snap.optimizer_state,
+                           training=training)
+
+
+def _check_resumable(config, ckpt, source: str) -> None:
+    """Raise CheckpointError when ``config`` asks for another run than the one stored."""
+    if ckpt.meta.get("model") != "VAE":
+        raise CheckpointError(f"{source} holds a {ckpt.meta.get('model')!r}, not a VAE")
+    try:
+        stored = TrainConfig.from_json(ckpt.train_config).to_json()
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{source}: the stored training config is not valid "
+                              f"({exc})") from None
+    asked = config.to_json()
+    differ = [f"{k} (stored {stored[k]!r}, asked {asked[k]!r})" for k in stored
+              if k not in RESUME_MAY_CHANGE and stored[k] != asked[k]]
+    if differ:
+        raise CheckpointError(
+            f"{source} was trained with other settings: {', '.join(differ)}. A resumed run "
+            f"keeps the stored settings (only {', '.join(RESUME_MAY_CHANGE)} may change); "
+            f"drop the conflicting settings or start a new run")
+    done = ckpt.training["epoch"]
+    if config.epochs < done:
+        raise ValueError(f"epochs must be at least the {done} epochs {source} has already "
+                         f"trained (epochs counts the total), got {config.epochs}")
+
+
+def _restore(model, optimizer, batches, ckpt, config, n_train: int, source: str):
+    """Load weights, optimizer state and generator states; return (epoch, history)."""
+    t = ckpt.training
+    stored_n = t.get("data", {}).get("n_train", n_train)
+    if stored_n != n_train:
+        raise CheckpointError(f"{source} was trained on {stored_n} training examples; this "
+                              f"run has {n_train}")
+    load_params(model, ckpt.params, source=source)
+    load_optimizer_state(optimizer, ckpt.optimizer_state, model.backend, source=source)
+    be, rng = model.backend, t["rng"]
+    try:
+        batches._order_rng.bit_generator.state = rng["shuffle"]
+        state = rng.get("backend_rng")
+        exact = (state is not None and isinstance(be.rng, np.random.Generator)
+                 and state.get("bit_generator") == type(be.rng.bit_generator).__name__)
+        if exact:
+            be.rng.bit_generator.state = state
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(f"{source}: the stored random generator state is not valid "
+                              f"({exc})") from None
+    if not exact:
+        be.rng = be.xp.random.default_rng([config.seed, t["epoch"]])
+        print(f"note: the {rng.get('backend')} run's generator state cannot be restored on "
+              f"{be.name} (CuPy's generators cannot be saved); re-seeded from (seed, epoch): "
+              f"the continuation is statistically equivalent, not bit-identical",
+              file=sys.stderr, flush=True)
+    return int(t["epoch"]), list(t["history"])
+
+
+# -- training --------------------------------------------------------------------
+
+def train_vae(config: TrainConfig | None = None, dataset=None, return_model: bool = False,
+              resume=None):
     """Train a VAE as ``config`` says; return the metrics dict (also saved as metrics.json).
 
     With ``return_model`` the result is ``(metrics, model)``.
@@ -180,10 +381,27 @@ def train_vae(config: TrainConfig | None = None, dataset=None, return_model: boo
     ``dataset`` may be a :class:`minivae.data.Dataset` to train on instead of
     loading ``config.dataset``.  The returned dict holds ``"config"``,
     ``"history"`` (one entry per epoch: train and test negative ELBO, recon
-    and KL in nats per example, seconds) and ``"test"`` (the final test terms,
-    z sampled).
+    and KL in nats per example, the KL weight ``beta`` of the epoch's last step
+    and its mean ``beta_mean`` over the epoch, seconds) and ``"test"`` (the
+    final test terms with z sampled, ``active_units``, and with
+    ``config.iw_samples`` = K > 0 ``iw_nll`` = −mean_x log p̂(x), the
+    importance-weighted estimate with K samples, and ``iw_samples``).
+
+    ``resume`` is the path of a training checkpoint (the ``checkpoint.npz``
+    of an earlier run): training continues from the epoch stored there up to
+    ``config.epochs`` epochs in total.  ``config`` must agree with the stored
+    config except in :data:`RESUME_MAY_CHANGE`, else :class:`CheckpointError`.
+
+    Ctrl-C (KeyboardInterrupt) while training or evaluating, when ``config.out``
+    is set, writes the checkpoint of the last completed epoch and raises
+    :class:`TrainingInterrupted`, a KeyboardInterrupt that names the file.
     """
     config = (config or TrainConfig()).validate()
+    ckpt = source = None
+    if resume is not None:
+        source = repr(str(resume))
+        ckpt = read_training_checkpoint(resume)
+        _check_resumable(config, ckpt, source)
     backend = get_backend(config.backend, dtype=config.dtype, seed=config.seed)
     data = _load_checked_data(config, dataset, unit_interval=config.likelihood == "bernoulli")
 
@@ -197,55 +415,105 @@ def train_vae(config: TrainConfig | None = None, dataset=None, return_model: boo
     # every implementation) is scored on the same binary images.
     x_test_host = binarize_fixed(data.x_test) if binarize != "none" else data.x_test
     x_test = backend.to_device(x_test_host)
+    sizes = (len(data.x_train), len(data.x_test))
 
+    start, history = 0, []
+    if ckpt is not None:
+        start, history = _restore(model, optimizer, batches, ckpt, config, sizes[0], source)
     out = _output_dir(config)
-    history = []
-    use_bar = config.progress and sys.stderr is not None
-    print(f"minivae: {model.num_params():,} parameters, {len(data.x_train)} training and "
-          f"{len(data.x_test)} test examples of {config.dataset}, {backend}", flush=True)
-    for epoch in range(1, config.epochs + 1):
-        t0 = time.perf_counter()
-        bar = _progress_bar(len(batches), epoch, config.epochs) if use_bar else None
-        recon_sum = backend.xp.zeros((), dtype=backend.dtype)
-        kl_sum = backend.xp.zeros((), dtype=backend.dtype)
-        n_seen = 0
-        for xb in batches:
+    print(f"minivae: {model.num_params():,} parameters, {sizes[0]} training and "
+          f"{sizes[1]} test examples of {config.dataset}, {backend}", flush=True)
+    if ckpt is not None:
+        print(f"resuming {source} after epoch {start} of {config.epochs}", flush=True)
+    snap = _take_snapshot(model, optimizer, batches, start, history)
+    try:
+        for epoch in range(start + 1, config.epochs + 1):
+            history.append(_vae_epoch(model, optimizer, batches, x_test, config, epoch))
+            snap = _take_snapshot(model, optimizer, batches, epoch, history)
+            # printed once the epoch is safe in the snapshot: a Ctrl-C after this
+            # line is seen saves this epoch
+            print(_epoch_line(history[-1], config), flush=True)
+            if out is not None and config.save_every and epoch % config.save_every == 0 \
+                    and epoch < config.epochs:
+                _save_training_checkpoint(out / CHECKPOINT_NAME, model, config, snap, sizes)
+        metrics = {"config": config.to_json(), "history": history,
+                   "test": final_test_metrics(model, x_test, config)}
+        if ckpt is not None:
+            metrics["resumed_from"] = {"checkpoint": str(resume), "epoch": start}
+        if out is not None:
+            _save_training_checkpoint(out / CHECKPOINT_NAME, model, config, snap, sizes)
+            _write_metrics(out, metrics)
+            write_figures(out, model, history, x_test_host, data.y_test, data.image_shape)
+    except KeyboardInterrupt:
+        if out is None:
+            raise
+        path = _save_training_checkpoint(out / CHECKPOINT_NAME, model, config, snap, sizes)
+        raise TrainingInterrupted(path, snap.epoch) from None
+    return (metrics, model) if return_model else metrics
+
+
+def _vae_epoch(model, optimizer, batches, x_test, config, epoch: int) -> dict:
+    """One pass over the training batches, then the test ELBO; returns the history entry."""
+    t0 = time.perf_counter()
+    xp, dtype = model.backend.xp, model.backend.dtype
+    steps = len(batches)
+    bar = _progress_bar(steps, epoch, config.epochs) \
+        if config.progress and sys.stderr is not None else None
+    recon_sum, kl_sum = xp.zeros((), dtype=dtype), xp.zeros((), dtype=dtype)
+    n_seen, beta_sum, beta = 0, 0.0, config.beta
+    try:
+        for i, xb in enumerate(batches, start=1):
+            beta = kl_weight(config.beta, config.kl_warmup_epochs, (epoch - 1) * steps + i, steps)
             model.zero_grad()
             o = model.forward(xb, check=False)
-            model.backward(beta=config.beta)
+            model.backward(beta=beta)
             optimizer.step()
             recon_sum += o.recon.sum()
             kl_sum += o.kl.sum()
             n_seen += xb.shape[0]
+            beta_sum += beta
             if bar is not None:
                 bar.update(1)
                 if bar.n % 10 == 0:
                     bar.set_postfix(neg_elbo=f"{float(recon_sum + kl_sum) / n_seen:.2f}")
-        train_recon, train_kl = float(recon_sum) / n_seen, float(kl_sum) / n_seen
+    finally:
         if bar is not None:
             bar.close()
-        if not math.isfinite(train_recon + train_kl):
-            raise TrainingDiverged(
-                f"the training loss became {train_recon + train_kl} in epoch {epoch}; "
-                f"try a smaller learning rate than {config.lr} or dtype float64")
-        test = evaluate_elbo(model, x_test, n_samples=config.eval_samples, check=False)
-        seconds = time.perf_counter() - t0
-        history.append({"epoch": epoch, "train_neg_elbo": train_recon + train_kl,
-                        "train_recon": train_recon, "train_kl": train_kl,
-                        "test_neg_elbo": test["neg_elbo"], "test_recon": test["recon"],
-                        "test_kl": test["kl"], "seconds": seconds})
-        print(f"epoch {epoch:3d}/{config.epochs}  train -ELBO {train_recon + train_kl:8.3f}  "
-              f"test -ELBO {test['neg_elbo']:8.3f}  (recon {test['recon']:.3f}, "
-              f"KL {test['kl']:.3f})  {seconds:.1f}s", flush=True)
+    train_recon, train_kl = float(recon_sum) / n_seen, float(kl_sum) / n_seen
+    if not math.isfinite(train_recon + train_kl):
+        raise TrainingDiverged(
+            f"the training loss became {train_recon + train_kl} in epoch {epoch}; "
+            f"try a smaller learning rate than {config.lr} or dtype float64")
+    test = evaluate_elbo(model, x_test, n_samples=config.eval_samples, check=False)
+    seconds = time.perf_counter() - t0
+    return {"epoch": epoch, "train_neg_elbo": train_recon + train_kl,
+            "train_recon": train_recon, "train_kl": train_kl,
+            "test_neg_elbo": test["neg_elbo"], "test_recon": test["recon"],
+            "test_kl": test["kl"], "beta": beta, "beta_mean": beta_sum / steps,
+            "seconds": seconds}
 
-    final = evaluate_elbo(model, x_test, n_samples=max(10, config.eval_samples), check=False)
-    metrics = {"config": config.to_json(), "history": history,
-               "test": {**final, "n_examples": int(x_test.shape[0]),
-                        "z": "sampled", "eval_samples_per_example": max(10, config.eval_samples),
-                        "units": "nats per example"}}
-    if out is not None:
-        write_outputs(out, model, metrics, x_test_host, data.image_shape)
-    return (metrics, model) if return_model else metrics
+
+def _epoch_line(h: dict, config) -> str:
+    """The one line printed per epoch."""
+    warm = f"  β {h['beta']:.3f}" if config.kl_warmup_epochs else ""
+    return (f"epoch {h['epoch']:3d}/{config.epochs}  train -ELBO {h['train_neg_elbo']:8.3f}  "
+            f"test -ELBO {h['test_neg_elbo']:8.3f}  (recon {h['test_recon']:.3f}, "
+            f"KL {h['test_kl']:.3f}){warm}  {h['seconds']:.1f}s")
+
+
+def final_test_metrics(model, x_test, config) -> dict:
+    """The final ``"test"`` object: −ELBO terms (z sampled), active units, and IW −log p(x)."""
+    n_eval = max(10, config.eval_samples)
+    test = evaluate_elbo(model, x_test, n_samples=n_eval, check=False)
+    count, _ = active_units(model, x_test, threshold=ACTIVE_UNIT_THRESHOLD)
+    test.update({"n_examples": int(x_test.shape[0]), "z": "sampled",
+                 "eval_samples_per_example": n_eval, "active_units": count,
+                 "active_units_threshold": ACTIVE_UNIT_THRESHOLD})
+    if config.iw_samples:
+        log_px = iw_log_likelihood(model, x_test, k=config.iw_samples, check=False)
+        test.update({"iw_nll": float(-log_px.mean()), "iw_samples": config.iw_samples})
+    test["units"] = "nats per example"
+    return test
 
 
 def _progress_bar(total, epoch, epochs):
@@ -255,18 +523,39 @@ def _progress_bar(total, epoch, epochs):
                 file=sys.stderr, dynamic_ncols=True)
 
 
-def write_outputs(out: Path, model, metrics: dict, x_test_host, image_shape) -> None:
-    """Write metrics.json, checkpoint.npz and the three figures into ``out``."""
+def figure_names(latent_dim: int) -> list:
+    """The figures :func:`write_figures` writes for a VAE with this latent dimension."""
+    names = ["reconstructions.png", "samples.png", "loss.png", "loss_terms.png",
+             "latent_scatter.png"]
+    return names + (["manifold.png"] if latent_dim == 2 else [])
+
+
+def write_figures(out: Path, model, history: list, x_test_host, y_test, image_shape) -> list:
+    """Write the VAE's figures into ``out`` (see :func:`figure_names`); return their names.
+
+    reconstructions.png: 10 test digits above their reconstructions E[x|z=μ(x)];
+    samples.png: 64 decoded draws z ~ N(0, I); loss.png: train and test −ELBO
+    per epoch; loss_terms.png: −ELBO, reconstruction and KL per epoch (and the
+    KL weight β when it is not 1); latent_scatter.png: μ(x) of the test digits
+    coloured by label (PCA when latent_dim > 2); manifold.png (latent_dim 2):
+    the decoded grid of z at normal quantiles.
+    """
     from . import plots
 
-    backend = model.backend
-    _save_model_and_metrics(out, model, metrics)
+    be = model.backend
     x = x_test_host[:10]
-    rec = backend.to_numpy(model.reconstruct(x))
-    plots.plot_reconstructions(x, rec, out / "reconstructions.png", image_shape)
-    plots.plot_samples(backend.to_numpy(model.sample(64)), out / "samples.png", image_shape)
-    plots.plot_curves(metrics["history"], ["train_neg_elbo", "test_neg_elbo"], out / "loss.png",
+    plots.plot_reconstructions(x, be.to_numpy(model.reconstruct(x)), out / "reconstructions.png",
+                               image_shape)
+    plots.plot_samples(be.to_numpy(model.sample(64)), out / "samples.png", image_shape)
+    plots.plot_curves(history, ["train_neg_elbo", "test_neg_elbo"], out / "loss.png",
                       title="negative ELBO (z sampled)")
+    plots.plot_loss_terms(history, out / "loss_terms.png")
+    mu = np.concatenate([be.to_numpy(model.encode(x_test_host[s:s + 1000])[0])
+                         for s in range(0, len(x_test_host), 1000)])
+    plots.plot_latent_scatter(mu, y_test, out / "latent_scatter.png")
+    if model.latent_dim == 2:
+        plots.plot_manifold(model, out / "manifold.png", n=20, image_shape=image_shape)
+    return figure_names(model.latent_dim)
 
 
 # -- the autoencoder and the denoising autoencoder -----------------------------

@@ -15,7 +15,8 @@ from minivae.evaluate import evaluate_elbo
 from minivae.train import TrainConfig, train_vae
 
 ROOT = Path(__file__).resolve().parents[1]
-OUTPUTS = {"metrics.json", "checkpoint.npz", "reconstructions.png", "samples.png", "loss.png"}
+OUTPUTS = {"metrics.json", "checkpoint.npz", "reconstructions.png", "samples.png", "loss.png",
+           "loss_terms.png", "latent_scatter.png"}
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +41,11 @@ def test_training_writes_every_output(tmp_path, small_digits, backend_name):
     assert saved["test"]["neg_elbo"] == pytest.approx(saved["test"]["recon"] + saved["test"]["kl"])
     assert saved["config"]["binarize"] == "dynamic" and saved["config"]["hidden"] == [64]
     assert [h["epoch"] for h in saved["history"]] == [1, 2]
-    for name in ("reconstructions.png", "samples.png", "loss.png"):
+    assert [h["beta"] for h in saved["history"]] == [1.0, 1.0]
+    assert 1 <= saved["test"]["active_units"] <= 8 and "iw_nll" not in saved["test"]
+    for name in OUTPUTS - {"metrics.json", "checkpoint.npz"}:
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (tmp_path / "manifold.png").exists()  # only for a 2-D latent
 
 
 def test_checkpoint_reloads_the_trained_model(tmp_path, small_digits):
@@ -108,6 +112,9 @@ def test_divergence_is_reported_not_hidden(small_digits):
     ("likelihood", "poisson", "unknown likelihood"),
     ("binarize", "sometimes", "unknown binarize"),
     ("hidden", (400, 0), "hidden must be one or more positive integers"),
+    ("kl_warmup_epochs", -1, "kl_warmup_epochs must be a non-negative integer"),
+    ("save_every", 1.5, "save_every must be a non-negative integer"),
+    ("iw_samples", -5, "iw_samples must be a non-negative integer"),
 ])
 def test_bad_configuration_is_rejected(field, value, message):
     with pytest.raises(ValueError, match=message):
@@ -163,12 +170,29 @@ def test_cli_trains_and_writes(tmp_path, capsys):
     (["--dataset", "cifar10"], "invalid choice: 'cifar10'"),
     (["--backend", "torch"], "invalid choice: 'torch'"),
     (["--hidden", "400,x"], "comma-separated positive integers"),
+    (["--iw-samples", "0"], "expected a positive integer, got 0"),
+    (["--iw-samples", "-2"], "expected a positive integer"),
+    (["--kl-warmup-epochs", "-1"], "expected a non-negative integer, got -1"),
+    (["--save-every", "x"], "expected a non-negative integer, got 'x'"),
 ])
 def test_cli_rejects_bad_flags(argv, message, capsys):
     with pytest.raises(SystemExit) as info:
         main_vae(argv)
     assert info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_cli_importance_weighted_nll_and_active_units(tmp_path, capsys):
+    code = main_vae(["--epochs", "2", "--hidden", "32", "--latent-dim", "2", "--no-progress",
+                     "--iw-samples", "50", "--out", str(tmp_path)])
+    assert code == 0
+    t = json.loads((tmp_path / "metrics.json").read_text())["test"]
+    assert t["iw_samples"] == 50 and t["active_units"] in (0, 1, 2)
+    # the IWAE bound is above the ELBO: its −log p(x) estimate is below the −ELBO
+    assert 0 < t["iw_nll"] < t["neg_elbo"]
+    out = capsys.readouterr().out
+    assert f"importance weighting with 50 samples: {t['iw_nll']:.3f}" in out
+    assert "manifold.png" in out and (tmp_path / "manifold.png").is_file()
 
 
 def test_cli_missing_and_incomplete_data_dir(tmp_path, capsys):

@@ -188,7 +188,7 @@ def main(argv=None) -> int:
         p.error("batch sizes, threads and rounds must be positive, seconds > 0")
     if args.compare_torch:
         try:
-            import torch  # noqa: F401
+            import torch  # noqa: F401  (only checks that it is installed)
         except ImportError:
             p.error("--compare-torch needs PyTorch (pip install torch)")
     if args.machine:

@@ -15,6 +15,8 @@ import math
 
 import numpy as np
 
+from .validation import positive_int
+
 LOG_2PI = math.log(2.0 * math.pi)
 
 
@@ -25,10 +27,8 @@ def evaluate_elbo(model, x, batch_size: int = 500, n_samples: int = 1, check: bo
     batches of ``batch_size`` and each example is scored ``n_samples`` times
     with fresh ε (averaged).  Returns Python floats in nats per example.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
-        raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+    batch_size = positive_int("batch_size", batch_size)
+    n_samples = positive_int("n_samples", n_samples)
     x = model.check_input(x, full=check)
     recon_sum = kl_sum = 0.0
     for start in range(0, x.shape[0], batch_size):
@@ -67,9 +67,8 @@ def iw_log_likelihood(model, x, k: int = 500, batch_size: int = 100, chunk: int 
     Returns a host NumPy array of shape (N,): one estimate of log p(x) per row
     (the negative log-likelihood reported in papers is ``-result.mean()``).
     """
-    for name, v in (("k", k), ("batch_size", batch_size), ("chunk", chunk)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    k, batch_size, chunk = (positive_int(name, v) for name, v in
+                            (("k", k), ("batch_size", batch_size), ("chunk", chunk)))
     be = model.backend
     xp = be.xp
     x = model.check_input(x, full=check)

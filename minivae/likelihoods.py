@@ -18,7 +18,7 @@ import math
 import numpy as np
 
 from .backend import Backend, array_module, get_backend
-from .layers import Module, _need_cache, sigmoid, softplus
+from .layers import Module, _need_cache, sigmoid
 
 LOG_2PI = math.log(2.0 * math.pi)
 

@@ -60,6 +60,7 @@ from .models.autoencoder import Autoencoder, evaluate_reconstruction
 from .models.denoising import DenoisingAutoencoder
 from .models.vae import VAE
 from .optim import OPTIMIZERS, make_optimizer
+from .validation import positive_int, positive_number
 
 
 #: Seed of the one fixed corruption of the test digits (the same for every run).
@@ -200,23 +201,17 @@ def _check_choice(config, name, options) -> None:
 
 def _check_positive_ints(config, *names) -> None:
     for name in names:
-        v = getattr(config, name)
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        positive_int(name, getattr(config, name))
 
 
 def _check_non_negative_ints(config, *names) -> None:
     for name in names:
-        v = getattr(config, name)
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
-            raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
+        positive_int(name, getattr(config, name), minimum=0)
 
 
 def _check_positive_numbers(config, *names) -> None:
     for name in names:
-        v = getattr(config, name)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-            raise ValueError(f"{name} must be a positive finite number, got {v!r}")
+        positive_number(name, getattr(config, name))
 
 
 def _checked_hidden(hidden) -> tuple:

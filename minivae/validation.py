@@ -15,7 +15,8 @@ def positive_int(name: str, value, minimum: int = 1) -> int:
     """``value`` as an int ≥ ``minimum``; bools, floats and strings are refused."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
             or value < minimum:
-        expected = "a positive integer" if minimum == 1 else f"an integer ≥ {minimum}"
+        expected = {1: "a positive integer", 0: "a non-negative integer"}.get(
+            minimum, f"an integer ≥ {minimum}")
         raise ValueError(f"{name} must be {expected}, got {value!r}")
     return int(value)
 

@@ -90,7 +90,46 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 
 @dataclass
-class TrainConfig:
+class RunConfig:
+    """The settings every training run shares: backend, data, network, optimizer, output.
+
+    :class:`TrainConfig` (the VAE) and :class:`AETrainConfig` (the autoencoders)
+    add their own; each overrides the defaults that differ (epochs, widths, out).
+    """
+
+    backend: str = "numpy"
+    dataset: str = "mnist5k"
+    data_dir: str | None = None
+    download: bool = False
+    epochs: int = 100
+    batch_size: int = 128
+    hidden: tuple = (400,)
+    activation: str = "relu"
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    seed: int = 0
+    dtype: str = "float32"
+    out: str | None = "runs/vae"
+    progress: bool = True
+
+    def _validate_shared(self) -> None:
+        for name, options in (("backend", BACKENDS), ("dataset", DATASETS),
+                              ("activation", ACTIVATIONS), ("optimizer", OPTIMIZERS),
+                              ("dtype", DTYPES)):
+            _check_choice(self, name, options)
+        _check_positive_ints(self, "epochs", "batch_size")
+        self.hidden = _checked_hidden(self.hidden)
+        _check_positive_numbers(self, "lr")
+
+    def to_json(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["hidden"] = list(self.hidden)
+        return d
+
+
+@dataclass
+class TrainConfig(RunConfig):
     """Every setting of a VAE training run; the defaults are the classic model.
 
     784-400-20 with ReLU, a Bernoulli likelihood on dynamically binarized
@@ -108,26 +147,11 @@ class TrainConfig:
     metrics (0 skips it).
     """
 
-    backend: str = "numpy"
-    dataset: str = "mnist5k"
-    data_dir: str | None = None
-    download: bool = False
-    epochs: int = 100
-    batch_size: int = 128
-    hidden: tuple = (400,)
     latent_dim: int = 20
-    activation: str = "relu"
     likelihood: str = "bernoulli"
     binarize: str | None = None
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    momentum: float = 0.9
     beta: float = 1.0
     kl_warmup_epochs: int = 0
-    seed: int = 0
-    dtype: str = "float32"
-    out: str | None = "runs/vae"
-    progress: bool = True
     eval_samples: int = 1
     save_every: int = 0
     iw_samples: int = 0
@@ -139,23 +163,17 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         """Raise ValueError naming the first bad setting; return self."""
-        for name, options in (("backend", BACKENDS), ("dataset", DATASETS),
-                              ("activation", ACTIVATIONS), ("likelihood", LIKELIHOODS),
-                              ("optimizer", OPTIMIZERS), ("dtype", DTYPES)):
-            _check_choice(self, name, options)
+        self._validate_shared()
+        _check_choice(self, "likelihood", LIKELIHOODS)
         if self.binarize is not None:
             _check_choice(self, "binarize", BINARIZE)
-        _check_positive_ints(self, "epochs", "batch_size", "latent_dim", "eval_samples")
+        _check_positive_ints(self, "latent_dim", "eval_samples")
         _check_non_negative_ints(self, "kl_warmup_epochs", "save_every", "iw_samples")
-        self.hidden = _checked_hidden(self.hidden)
-        _check_positive_numbers(self, "lr", "beta")
+        _check_positive_numbers(self, "beta")
         return self
 
     def to_json(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["hidden"] = list(self.hidden)
-        d["binarize"] = self.resolved_binarize()
-        return d
+        return {**super().to_json(), "binarize": self.resolved_binarize()}
 
     @classmethod
     def from_json(cls, d: dict) -> "TrainConfig":
@@ -556,7 +574,7 @@ def write_figures(out: Path, model, history: list, x_test_host, y_test, image_sh
 # -- the autoencoder and the denoising autoencoder -----------------------------
 
 @dataclass
-class AETrainConfig:
+class AETrainConfig(RunConfig):
     """Every setting of an autoencoder or denoising-autoencoder run.
 
     The defaults: 784-256-64-256-784 (a code of 64) with ReLU and a sigmoid
@@ -569,26 +587,14 @@ class AETrainConfig:
     ``out=None`` trains without writing files.
     """
 
-    backend: str = "numpy"
-    dataset: str = "mnist5k"
-    data_dir: str | None = None
-    download: bool = False
     epochs: int = 30
-    batch_size: int = 128
     hidden: tuple = (256,)
+    out: str | None = "runs/autoencoder"
     bottleneck: int = 64
-    activation: str = "relu"
     output: str = "sigmoid"
     corruption: str | None = None
     noise_level: float | None = None
     clip: bool = True
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    momentum: float = 0.9
-    seed: int = 0
-    dtype: str = "float32"
-    out: str | None = "runs/autoencoder"
-    progress: bool = True
 
     def make_corruption(self):
         """The :class:`~minivae.corruption.Corruption` of this run, or None for the plain AE."""
@@ -602,19 +608,14 @@ class AETrainConfig:
 
     def validate(self) -> "AETrainConfig":
         """Raise ValueError naming the first bad setting; return self."""
-        for name, options in (("backend", BACKENDS), ("dataset", DATASETS),
-                              ("activation", ACTIVATIONS), ("output", AE_OUTPUTS),
-                              ("optimizer", OPTIMIZERS), ("dtype", DTYPES)):
-            _check_choice(self, name, options)
-        _check_positive_ints(self, "epochs", "batch_size", "bottleneck")
-        self.hidden = _checked_hidden(self.hidden)
-        _check_positive_numbers(self, "lr")
+        self._validate_shared()
+        _check_choice(self, "output", AE_OUTPUTS)
+        _check_positive_ints(self, "bottleneck")
         self.make_corruption()  # checks the corruption's name and level
         return self
 
     def to_json(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["hidden"] = list(self.hidden)
+        d = super().to_json()
         corruption = self.make_corruption()
         d["noise_level"] = None if corruption is None else corruption.level
         return d

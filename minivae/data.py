@@ -683,6 +683,15 @@ class Minibatches:
         else:
             self.x = backend.to_device(x)
 
+    @property
+    def shuffle_state(self) -> dict:
+        """The shuffling generator's state (a JSON-able dict), for checkpoints."""
+        return self._order_rng.bit_generator.state
+
+    @shuffle_state.setter
+    def shuffle_state(self, state: dict) -> None:
+        self._order_rng.bit_generator.state = state
+
     def __len__(self) -> int:
         """Number of batches per epoch."""
         if self.drop_last:

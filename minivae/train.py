@@ -319,7 +319,7 @@ def _take_snapshot(model, optimizer, batches, epoch: int, history: list) -> _Sna
         # backend.rng draws every ε, dynamic binarization and evaluation sample;
         # the Minibatches generator draws each epoch's order.
         rng={"backend": be.name, "backend_rng": _generator_state(be.rng),
-             "shuffle": batches._order_rng.bit_generator.state})
+             "shuffle": batches.shuffle_state})
 
 
 def _save_training_checkpoint(path: Path, model, config, snap: _Snapshot, data_sizes) -> Path:
@@ -365,7 +365,7 @@ def _restore(model, optimizer, batches, ckpt, config, n_train: int, source: str)
     load_optimizer_state(optimizer, ckpt.optimizer_state, model.backend, source=source)
     be, rng = model.backend, t["rng"]
     try:
-        batches._order_rng.bit_generator.state = rng["shuffle"]
+        batches.shuffle_state = rng["shuffle"]
         state = rng.get("backend_rng")
         exact = (state is not None and isinstance(be.rng, np.random.Generator)
                  and state.get("bit_generator") == type(be.rng.bit_generator).__name__)

@@ -6,7 +6,8 @@
 
 One step is what the fit loop does per minibatch: zero_grad, forward (ε
 drawn), backward, Adam update, on a fixed binary batch (data loading is not
-timed).  For each configuration it prints one JSON line:
+timed); from SPLIT_BATCH_MIN rows on, with 2+ threads, the batch is split into
+row blocks on threads as train_vae does (``split_batch`` in the output).  For each configuration it prints one JSON line:
 
     samples_per_second              batch / median step time
     gemm_bound_samples_per_second   batch / time of the step's matrix products alone,
@@ -36,6 +37,8 @@ import numpy as np
 from minivae.backend import get_backend
 from minivae.models.vae import VAE
 from minivae.optim import Adam
+from minivae.parallel import SplitBatchStep
+from minivae.train import SPLIT_BATCH_MIN
 
 D, H, L = 784, 400, 20
 
@@ -57,17 +60,23 @@ def _time_rounds(step, be, seconds: float, min_steps: int = 5) -> list:
     return times
 
 
-def minivae_step(be, batch_size):
+def minivae_step(be, batch_size, threads):
+    """The step train_vae runs: split into row blocks on ``threads`` threads where it would."""
     model = VAE(D, (H,), L, "relu", "bernoulli", backend=be)
     opt = Adam(model.params, model.grads, lr=1e-3)
     x = (be.uniform((batch_size, D)) < 0.3).astype(be.dtype)
+    split = be.name == "numpy" and threads >= 2 and batch_size >= SPLIT_BATCH_MIN
+    splitter = SplitBatchStep(model, threads) if split else None
 
     def step():
-        model.zero_grad()
-        model.forward(x, check=False)
-        model.backward()
+        if splitter is None:
+            model.zero_grad()
+            model.forward(x, check=False)
+            model.backward()
+        else:
+            splitter.step(x)
         opt.step()
-    return step
+    return step, split
 
 
 def gemm_step(be, batch_size):
@@ -148,7 +157,7 @@ def run(backend_name, dtype, batch_size, threads, seconds, rounds, compare_torch
         else nullcontext()
     with limit:
         be = get_backend(backend_name, dtype=dtype, seed=0)
-        ours, gemm = minivae_step(be, batch_size), gemm_step(be, batch_size)
+        (ours, split), gemm = minivae_step(be, batch_size, threads), gemm_step(be, batch_size)
         theirs = torch_step(batch_size, dtype, threads) if compare_torch else None
         for f in (ours, gemm) + ((theirs,) if theirs else ()):   # warm-up
             _time_rounds(f, be, min(1.0, seconds / 4))
@@ -160,6 +169,7 @@ def run(backend_name, dtype, batch_size, threads, seconds, rounds, compare_torch
             t_gemm += _time_rounds(gemm, be, seconds / (2 * rounds))
     med = statistics.median
     row = {"backend": backend_name, "dtype": dtype, "batch_size": batch_size, "threads": threads,
+           "split_batch": split,
            "step_ms": 1e3 * med(t_ours), "samples_per_second": batch_size / med(t_ours),
            "gemm_ms": 1e3 * med(t_gemm),
            "gemm_bound_samples_per_second": batch_size / med(t_gemm),

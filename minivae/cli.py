@@ -116,6 +116,10 @@ def vae_parser() -> argparse.ArgumentParser:
                    help="at the end, estimate -log p(x) on the test set by importance "
                         "weighting with K samples per digit (the IWAE bound; 500 or 5000 in "
                         "papers) (default: skip)")
+    g.add_argument("--threads", type=positive_int, default=None, metavar="T",
+                   help="NumPy: split every batch into T row blocks run on T threads, so the "
+                        "elementwise work uses T cores too (default: 2 for batches of 128 or "
+                        "more on a multi-core machine, else 1)")
     g.add_argument("--save-every", type=non_negative_int, default=0, metavar="N",
                    help="also write the training checkpoint every N epochs; the final one is "
                         "always written (default: 0, only the final)")
@@ -140,7 +144,7 @@ def _vae_config(args):
         lr=args.lr, momentum=args.momentum, beta=args.beta,
         kl_warmup_epochs=args.kl_warmup_epochs, seed=args.seed, dtype=args.dtype,
         out=args.out, progress=not args.no_progress, save_every=args.save_every,
-        iw_samples=args.iw_samples)
+        iw_samples=args.iw_samples, threads=args.threads)
 
 
 def _given_flags(argv) -> set:

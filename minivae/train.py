@@ -40,6 +40,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -145,6 +146,10 @@ class TrainConfig(RunConfig):
     final one is always written); ``iw_samples`` K > 0 adds the
     importance-weighted estimate of −log p(x) with K samples to the final test
     metrics (0 skips it).
+    ``threads`` T > 1 splits every batch into T row blocks that run forward
+    and backward on T threads (:mod:`minivae.parallel`; NumPy only); 1 is the
+    plain serial step; ``None`` picks 2 on NumPy for batches of
+    ≥ SPLIT_BATCH_MIN rows on a machine with 2 cores or more, else 1.
     """
 
     latent_dim: int = 20
@@ -155,6 +160,7 @@ class TrainConfig(RunConfig):
     eval_samples: int = 1
     save_every: int = 0
     iw_samples: int = 0
+    threads: int | None = None
 
     def resolved_binarize(self) -> str:
         if self.binarize is not None:
@@ -169,6 +175,8 @@ class TrainConfig(RunConfig):
             _check_choice(self, "binarize", BINARIZE)
         _check_positive_ints(self, "latent_dim", "eval_samples")
         _check_non_negative_ints(self, "kl_warmup_epochs", "save_every", "iw_samples")
+        if self.threads is not None:
+            _check_positive_ints(self, "threads")
         _check_positive_numbers(self, "beta")
         return self
 
@@ -189,7 +197,7 @@ class TrainConfig(RunConfig):
 #: show progress, what to evaluate at the end, where the data and the arrays
 #: live.  Every other setting of TrainConfig defines the run and must match the
 #: checkpoint's.
-RESUME_MAY_CHANGE = ("epochs", "out", "progress", "save_every", "iw_samples", "backend",
+RESUME_MAY_CHANGE = ("epochs", "out", "progress", "save_every", "iw_samples", "backend", "threads",
                      "data_dir", "download")
 
 
@@ -421,6 +429,7 @@ def train_vae(config: TrainConfig | None = None, dataset=None, return_model: boo
     model = VAE(input_dim=data.x_train.shape[1], hidden=config.hidden, latent_dim=config.latent_dim,
                 activation=config.activation, likelihood=config.likelihood, backend=backend)
     optimizer = _optimizer_for(config, model)
+    splitter = _splitter_for(config, model)
     binarize = config.resolved_binarize()
     batches = Minibatches(data.x_train, backend, config.batch_size, shuffle=True,
                           binarize=binarize, seed=config.seed)
@@ -441,7 +450,8 @@ def train_vae(config: TrainConfig | None = None, dataset=None, return_model: boo
     snap = _take_snapshot(model, optimizer, batches, start, history)
     try:
         for epoch in range(start + 1, config.epochs + 1):
-            history.append(_vae_epoch(model, optimizer, batches, x_test, config, epoch))
+            history.append(_vae_epoch(model, optimizer, batches, x_test, config, epoch,
+                                      splitter))
             snap = _take_snapshot(model, optimizer, batches, epoch, history)
             # printed once the epoch is safe in the snapshot: a Ctrl-C after this
             # line is seen saves this epoch
@@ -465,7 +475,26 @@ def train_vae(config: TrainConfig | None = None, dataset=None, return_model: boo
     return (metrics, model) if return_model else metrics
 
 
-def _vae_epoch(model, optimizer, batches, x_test, config, epoch: int) -> dict:
+#: From this many rows on, a split step is the faster one on 2 cores.  Measured
+#: here (784-400-20, float32, split / serial step time): 0.81 at batch 128, 0.83
+#: at 768, 0.79 at 1024, 0.85 at 2048, but 1.05 at 512; pass threads=1 to opt out.
+SPLIT_BATCH_MIN = 128
+
+
+def _splitter_for(config, model):
+    """A :class:`~minivae.parallel.SplitBatchStep` when ``config.threads`` asks for one."""
+    threads = config.threads
+    if threads is None:
+        auto = (model.backend.name == "numpy" and config.batch_size >= SPLIT_BATCH_MIN
+                and (os.cpu_count() or 1) >= 2 and not model.likelihood.params)
+        threads = 2 if auto else 1
+    if threads == 1:
+        return None
+    from .parallel import SplitBatchStep
+    return SplitBatchStep(model, threads)
+
+
+def _vae_epoch(model, optimizer, batches, x_test, config, epoch: int, splitter=None) -> dict:
     """One pass over the training batches, then the test ELBO; returns the history entry."""
     t0 = time.perf_counter()
     xp, dtype = model.backend.xp, model.backend.dtype
@@ -477,12 +506,16 @@ def _vae_epoch(model, optimizer, batches, x_test, config, epoch: int) -> dict:
     try:
         for i, xb in enumerate(batches, start=1):
             beta = kl_weight(config.beta, config.kl_warmup_epochs, (epoch - 1) * steps + i, steps)
-            model.zero_grad()
-            o = model.forward(xb, check=False)
-            model.backward(beta=beta)
+            if splitter is None:
+                model.zero_grad()
+                o = model.forward(xb, check=False)
+                model.backward(beta=beta)
+                recon, kl = o.recon, o.kl
+            else:                                  # the same step, in row blocks on threads
+                recon, kl = splitter.step(xb, beta)
             optimizer.step()
-            recon_sum += o.recon.sum()
-            kl_sum += o.kl.sum()
+            recon_sum += recon.sum()
+            kl_sum += kl.sum()
             n_seen += xb.shape[0]
             beta_sum += beta
             if bar is not None:

@@ -180,16 +180,19 @@ class VAE(Module):
         self._cache = (mu, logvar, std, eps)
         return VAEOutput(recon=recon, kl=kl, mu=mu, logvar=logvar, z=z, out=out)
 
-    def backward(self, beta: float = 1.0) -> None:
+    def backward(self, beta: float = 1.0, batch_total: int | None = None) -> None:
         """Add ∂L/∂θ for L = mean_b(recon_b + β·kl_b) of the last forward into ``grads``.
 
         The derivation is in the module docstring; each line below is one line of it.
+        ``batch_total`` is the B of the mean: by default the rows of the last
+        forward.  A batch split into pieces (:mod:`minivae.parallel`) passes
+        the whole batch's size, so the pieces' gradients add up to the whole's.
         """
         if self._cache is None:
             raise RuntimeError("VAE.backward called before forward")
         mu, logvar, std, eps = self._cache
-        B = mu.shape[0]
-        dlogp = self.backend.xp.full((B,), -1.0 / B, dtype=mu.dtype)  # ∂L/∂log p_b
+        B = mu.shape[0] if batch_total is None else batch_total
+        dlogp = self.backend.xp.full((mu.shape[0],), -1.0 / B, dtype=mu.dtype)  # ∂L/∂log p_b
         dout = self.likelihood.backward(dlogp)                        # ∂L/∂out
         dz = self.decoder.backward(dout)                              # ∂L/∂z
         dkl_dmu, dkl_dlogvar = kl_normal_std_grad(mu, logvar)

@@ -1,0 +1,99 @@
+"""One training step with the batch split into row blocks, each block on its own thread.
+
+Why: NumPy runs every elementwise operation (the loss, the activations, the
+reparameterization) on a single core, while BLAS spreads only the matrix
+products over the cores.  Splitting the batch in two halves and running each
+half's forward and backward on its own thread, with single-threaded BLAS,
+keeps both cores busy for all of the step.  (NumPy and OpenBLAS release the
+GIL inside their loops, so the threads really run at the same time.)
+
+Why it computes the same thing: the batch loss is a mean over rows,
+
+    L = (1/B) Σ_b ℓ_b = Σ_blocks (1/B) Σ_{b ∈ block} ℓ_b,
+
+so its gradient is the sum of the blocks' gradients when each block divides by
+the *whole* batch size B (``VAE.backward(batch_total=B)``).  Each block runs on
+a replica of the model that computes with the model's own parameter arrays but
+keeps its own gradients and caches; the first block runs on the model itself,
+and the other replicas' gradients are added into the model's.  ε is drawn once
+for the whole batch in the calling thread, so the step draws the same numbers
+as the serial one; only the order of floating-point sums differs.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from .backend import Backend
+from .layers import MLP, Dense
+from .validation import positive_int
+
+
+def _dense_layers(model) -> list:
+    """Every Dense layer of a VAE, in a fixed order."""
+    layers = []
+    for module in (model.encoder, model.mu_head, model.logvar_head, model.decoder):
+        layers += [l for l in (module.layers if isinstance(module, MLP) else [module])
+                   if isinstance(l, Dense)]
+    return layers
+
+
+def make_replica(model):
+    """A VAE that computes with ``model``'s parameter arrays but has its own grads and caches."""
+    from .models.vae import VAE
+
+    if model.likelihood.params:
+        raise ValueError("split-batch steps support likelihoods without parameters "
+                         f"(not a learned {model.likelihood.name} variance)")
+    be = model.backend
+    twin = VAE(model.input_dim, model.hidden, model.latent_dim, model.activation,
+               model.likelihood.name, backend=Backend(be.name, be.dtype, seed=0))
+    for mine, theirs in zip(_dense_layers(twin), _dense_layers(model)):
+        mine.params = theirs.params          # the same dict: the same arrays
+    if model.likelihood.name == "gaussian":
+        twin.likelihood.logvar = model.likelihood.logvar
+    return twin
+
+
+class SplitBatchStep:
+    """forward + backward of one batch as ``threads`` row blocks on as many threads (NumPy only).
+
+    ``step(x, beta)`` zeroes the model's gradients, fills them with the
+    gradient of the batch mean of recon + β·kl, and returns the per-example
+    ``(recon, kl)`` arrays of the whole batch; the optimizer step stays with
+    the caller.
+    """
+
+    def __init__(self, model, threads: int = 2):
+        threads = positive_int("threads", threads)
+        if model.backend.name != "numpy":
+            raise ValueError("SplitBatchStep is for the NumPy backend; on a GPU one kernel "
+                             "already uses the whole device")
+        from threadpoolctl import ThreadpoolController
+
+        self.model = model
+        self.replicas = [model] + [make_replica(model) for _ in range(threads - 1)]
+        self._pool = ThreadPoolExecutor(threads)
+        self._blas = ThreadpoolController()   # made once: each threadpool_limits() rescans
+
+    @staticmethod
+    def _block(model, x, eps, beta, batch_total):
+        model.zero_grad()
+        o = model.forward(x, eps=eps, check=False)
+        model.backward(beta=beta, batch_total=batch_total)
+        return o.recon, o.kl
+
+    def step(self, x, beta: float = 1.0):
+        B = x.shape[0]
+        eps = self.model.backend.standard_normal((B, self.model.latent_dim))
+        bounds = np.linspace(0, B, len(self.replicas) + 1).astype(int)
+        with self._blas.limit(limits=1, user_api="blas"):    # one BLAS thread per block
+            futures = [self._pool.submit(self._block, r, x[a:b], eps[a:b], beta, B)
+                       for r, a, b in zip(self.replicas, bounds[:-1], bounds[1:])]
+            parts = [f.result() for f in futures]
+        for r in self.replicas[1:]:
+            for k, g in self.model.grads.items():
+                g += r.grads[k]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])

@@ -1,0 +1,65 @@
+"""The split-batch step: the same gradients and the same training as the serial step."""
+
+import numpy as np
+import pytest
+
+from minivae.backend import get_backend
+from minivae.data import Dataset, load_dataset
+from minivae.models.vae import VAE
+from minivae.parallel import SplitBatchStep, make_replica
+from minivae.train import TrainConfig, _splitter_for, train_vae
+
+
+@pytest.mark.parametrize("threads,rows", [(2, 17), (3, 30), (2, 2)])
+def test_split_step_equals_the_serial_step(threads, rows):
+    be = get_backend("numpy", dtype="float64", seed=0)
+    model = VAE(30, (20, 10), 4, "tanh", backend=be)
+    x = (be.uniform((rows, 30)) < 0.5).astype(be.dtype)
+    state = be.rng.bit_generator.state
+    recon, kl = SplitBatchStep(model, threads).step(x, beta=0.7)
+    split = {k: g.copy() for k, g in model.grads.items()}
+    be.rng.bit_generator.state = state          # the serial step draws the same ε
+    model.zero_grad()
+    o = model.forward(x)
+    model.backward(beta=0.7)
+    # the same ε, so the same numbers up to the order of floating-point sums
+    np.testing.assert_allclose(recon, o.recon, rtol=1e-12)
+    np.testing.assert_allclose(kl, o.kl, rtol=1e-12)
+    for k, g in model.grads.items():
+        np.testing.assert_allclose(split[k], g, rtol=1e-12, atol=1e-15)
+
+
+def test_replica_shares_weights_not_gradients():
+    model = VAE(30, (20,), 4, backend=get_backend("numpy", seed=0))
+    twin = make_replica(model)
+    assert twin.encoder.layers[0].params["W"] is model.encoder.layers[0].params["W"]
+    assert twin.grads["encoder.0.W"] is not model.grads["encoder.0.W"]
+
+
+def test_training_with_split_batches_matches_serial_training():
+    ds = load_dataset("mnist5k")
+    small = Dataset("mnist5k", ds.x_train[:1200], ds.y_train[:1200], ds.x_test[:200],
+                    ds.y_test[:200])
+    runs = [train_vae(TrainConfig(epochs=3, batch_size=512, hidden=(64,), latent_dim=8,
+                                  threads=t, progress=False, out=None), dataset=small)
+            for t in (1, 2)]
+    for a, b in zip(runs[0]["history"], runs[1]["history"]):
+        assert a["train_neg_elbo"] == pytest.approx(b["train_neg_elbo"], rel=1e-4)
+    assert runs[0]["test"]["neg_elbo"] == pytest.approx(runs[1]["test"]["neg_elbo"], rel=1e-3)
+
+
+def test_automatic_choice_and_errors():
+    be = get_backend("numpy", seed=0)
+    model = VAE(30, (20,), 4, backend=be)
+    assert _splitter_for(TrainConfig(batch_size=64), model) is None
+    big = _splitter_for(TrainConfig(batch_size=1024), model)
+    import os
+    assert (big is not None) == ((os.cpu_count() or 1) >= 2)
+    assert _splitter_for(TrainConfig(batch_size=1024, threads=1), model) is None
+    learned = VAE(30, (20,), 4, likelihood="gaussian", backend=be)
+    learned.likelihood.params["logvar"] = learned.likelihood.logvar  # as learn_logvar=True does
+    assert _splitter_for(TrainConfig(batch_size=1024, likelihood="gaussian"), learned) is None
+    with pytest.raises(ValueError, match="without parameters"):
+        SplitBatchStep(learned, 2)
+    with pytest.raises(ValueError, match="threads must be a positive integer"):
+        TrainConfig(threads=0).validate()

@@ -10,7 +10,7 @@ from minivae.parallel import SplitBatchStep, make_replica
 from minivae.train import TrainConfig, _splitter_for, train_vae
 
 
-@pytest.mark.parametrize("threads,rows", [(2, 17), (3, 30), (2, 2)])
+@pytest.mark.parametrize("threads,rows", [(2, 17), (3, 30), (2, 2), (2, 1)])
 def test_split_step_equals_the_serial_step(threads, rows):
     be = get_backend("numpy", dtype="float64", seed=0)
     model = VAE(30, (20, 10), 4, "tanh", backend=be)

@@ -26,13 +26,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import statistics
 import sys
 import time
 
-import numpy as np
+from common import machine  # benchmarks/common.py, beside this file
 
 from minivae.backend import get_backend
 from minivae.models.vae import VAE
@@ -125,25 +124,6 @@ def torch_step(batch_size, dtype, threads, seed=0):
         ((recon + kl) / batch_size).backward()
         opt.step()
     return step
-
-
-def machine() -> dict:
-    info = {"python": platform.python_version(), "numpy": np.__version__,
-            "platform": platform.platform(), "processor": platform.processor()}
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = [l.split(":", 1)[1].strip() for l in f if l.startswith("model name")]
-        info["cpu"] = names[0] if names else None
-        info["logical_cpus"] = len(names)
-    except OSError:
-        pass
-    try:
-        from threadpoolctl import threadpool_info
-        info["blas"] = [{k: p.get(k) for k in ("internal_api", "version", "architecture")}
-                        for p in threadpool_info()]
-    except ImportError:
-        pass
-    return info
 
 
 def run(backend_name, dtype, batch_size, threads, seconds, rounds, compare_torch):

@@ -25,7 +25,8 @@ import os
 import sys
 import time
 
-from denoising import SETTINGS, machine, train  # benchmarks/denoising.py, beside this file
+from common import machine, write_jsonl  # benchmarks/common.py, beside this file
+from denoising import SETTINGS, train  # benchmarks/denoising.py, beside this file
 
 from minivae.data import load_dataset
 
@@ -90,10 +91,7 @@ def main(argv=None) -> int:
                   "machine": machine(), "total_seconds": round(total, 1),
                   "test_mse_falls_as_bottleneck_grows": falls,
                   "command": "python benchmarks/bottleneck.py " + " ".join(sys.argv[1:])}
-        os.makedirs(args.save, exist_ok=True)
-        with open(os.path.join(args.save, "bottleneck.json"), "w") as f:
-            for line in [record, *rows]:
-                f.write(json.dumps(line) + "\n")
+        write_jsonl(os.path.join(args.save, "bottleneck.json"), [record, *rows])
         threads = record["machine"].get("OPENBLAS_NUM_THREADS") or "unset (OpenBLAS default)"
         with open(os.path.join(args.save, "bottleneck.md"), "w") as f:
             f.write("# The autoencoder's test error against the size of its code\n\n"

@@ -31,11 +31,12 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import sys
 import time
 
 import numpy as np
+
+from common import machine, write_jsonl  # benchmarks/common.py, beside this file
 
 from minivae.corruption import DEFAULT_LEVELS, corrupt_fixed, make_corruption
 from minivae.data import load_dataset
@@ -45,28 +46,6 @@ from minivae.train import CORRUPTED_TEST_SEED, AETrainConfig, train_autoencoder
 SETTINGS = {"dataset": "mnist5k", "hidden": [256], "bottleneck": 64, "activation": "relu",
             "output": "sigmoid", "optimizer": "adam", "lr": 1e-3, "batch_size": 128,
             "dtype": "float32", "backend": "numpy"}
-
-
-def machine() -> dict:
-    """Where the numbers come from: CPU, Python, NumPy, and the BLAS threads in use."""
-    info = {"python": platform.python_version(), "numpy": np.__version__,
-            "platform": platform.platform(),
-            "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS"),
-            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        info["cpu"] = names[0] if names else None
-        info["logical_cpus"] = len(names)
-    except OSError:
-        info["logical_cpus"] = os.cpu_count()
-    try:
-        from threadpoolctl import threadpool_info
-        info["blas"] = [{k: p.get(k) for k in ("internal_api", "version", "num_threads")}
-                        for p in threadpool_info()]
-    except ImportError:
-        pass
-    return info
 
 
 def train(data, epochs: int, seed: int, **kw):
@@ -152,10 +131,7 @@ def main(argv=None) -> int:
                                "test_corruption_seed": CORRUPTED_TEST_SEED},
                   "machine": machine(), "total_seconds": round(total, 1),
                   "command": "python benchmarks/denoising.py " + " ".join(sys.argv[1:])}
-        os.makedirs(args.save, exist_ok=True)
-        with open(os.path.join(args.save, "denoising.json"), "w") as f:
-            for line in [record, *rows]:
-                f.write(json.dumps(line) + "\n")
+        write_jsonl(os.path.join(args.save, "denoising.json"), [record, *rows])
         threads = record["machine"].get("OPENBLAS_NUM_THREADS") or "unset (OpenBLAS default)"
         with open(os.path.join(args.save, "denoising.md"), "w") as f:
             f.write("# Plain vs denoising autoencoder on the same corrupted test digits\n\n"

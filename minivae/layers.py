@@ -9,9 +9,14 @@ Every module follows one protocol:
   very arrays the module computes with, so an optimizer that updates them in
   place (``p -= ...``) updates the module.
 
-Gradients are *accumulated* (``+=``), never overwritten: a parameter used twice
-receives the sum of both contributions.  Call ``zero_grad()`` before each
-backward pass of a training step.
+Gradients are *accumulated* (``+=``) by default: a parameter used twice
+receives the sum of both contributions, and ``zero_grad()`` comes before each
+backward pass of a training step.  A module with parameters also takes
+``backward(dy, accumulate=False)``, which *writes* its gradients instead
+(grads ← this pass's gradient): the products go straight into the gradient
+arrays, which saves the ``zero_grad`` and a pass over every weight matrix.
+A model whose parameters are each used once per forward (the VAE) can use it
+for a whole training step.
 
 Shapes: a batch is a matrix with one example per row, ``x`` of shape
 ``(B, in)``; a Dense layer stores ``W`` as ``(in, out)`` so that ``y = x @ W + b``.
@@ -72,7 +77,9 @@ class Dense(Module):
         ∂L/∂X = dY Wᵀ        (∂L/∂X_bi = Σ_k dY_bk W_ik)
 
     ``backward(dy, need_dx=False)`` skips the last product and returns None:
-    the first layer of a network gets no use from ∂L/∂(data).
+    the first layer of a network gets no use from ∂L/∂(data).  With
+    ``accumulate=False`` the two gradient products are written into
+    ``grads`` (``matmul(..., out=)``) instead of added to them.
     """
 
     def __init__(self, n_in: int, n_out: int, backend: Backend | None = None,
@@ -93,10 +100,15 @@ class Dense(Module):
         self._x = x
         return x @ self.params["W"] + self.params["b"]
 
-    def backward(self, dy, need_dx: bool = True):
+    def backward(self, dy, need_dx: bool = True, accumulate: bool = True):
         x = _need_cache(self._x, self)
-        self.grads["W"] += x.T @ dy
-        self.grads["b"] += dy.sum(axis=0)
+        if accumulate:
+            self.grads["W"] += x.T @ dy
+            self.grads["b"] += dy.sum(axis=0)
+        else:                                   # the same two lines, written in place
+            xp = array_module(dy)
+            xp.matmul(x.T, dy, out=self.grads["W"])
+            xp.sum(dy, axis=0, out=self.grads["b"])
         return dy @ self.params["W"].T if need_dx else None
 
     def __repr__(self) -> str:
@@ -260,11 +272,15 @@ class MLP(Module):
             x = layer.forward(x)
         return x
 
-    def backward(self, dy, need_dx: bool = True):
-        """Chain rule in reverse; ``need_dx=False`` skips ∂L/∂x of the first layer (returns None)."""
+    def backward(self, dy, need_dx: bool = True, accumulate: bool = True):
+        """Chain rule in reverse; ``need_dx=False`` skips ∂L/∂x of the first layer (returns None).
+
+        ``accumulate`` goes to the Dense layers (activations have no parameters).
+        """
         for layer in reversed(self.layers[1:]):
-            dy = layer.backward(dy)
-        return self.layers[0].backward(dy, need_dx=need_dx)
+            dy = (layer.backward(dy, accumulate=accumulate) if isinstance(layer, Dense)
+                  else layer.backward(dy))
+        return self.layers[0].backward(dy, need_dx=need_dx, accumulate=accumulate)
 
     def __repr__(self) -> str:
         return "MLP(" + " → ".join(repr(l) for l in self.layers) + ")"

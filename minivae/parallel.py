@@ -22,7 +22,7 @@ as the serial one; only the order of floating-point sums differs.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 
@@ -60,10 +60,11 @@ def make_replica(model):
 class SplitBatchStep:
     """forward + backward of one batch as ``threads`` row blocks on as many threads (NumPy only).
 
-    ``step(x, beta)`` zeroes the model's gradients, fills them with the
-    gradient of the batch mean of recon + β·kl, and returns the per-example
-    ``(recon, kl)`` arrays of the whole batch; the optimizer step stays with
-    the caller.
+    ``step(x, beta)`` writes into the model's ``grads`` the gradient of the
+    batch mean of recon + β·kl (no ``zero_grad`` needed) and returns the
+    per-example ``(recon, kl)`` arrays of the whole batch; the optimizer step
+    stays with the caller.  The calling thread computes the first block
+    itself while ``threads − 1`` pool threads compute the others.
     """
 
     def __init__(self, model, threads: int = 2):
@@ -75,24 +76,28 @@ class SplitBatchStep:
 
         self.model = model
         self.replicas = [model] + [make_replica(model) for _ in range(threads - 1)]
-        self._pool = ThreadPoolExecutor(threads)
+        self._pool = ThreadPoolExecutor(threads - 1) if threads > 1 else None
         self._blas = ThreadpoolController()   # made once: each threadpool_limits() rescans
 
     @staticmethod
     def _block(model, x, eps, beta, batch_total):
-        model.zero_grad()
         o = model.forward(x, eps=eps, check=False)
-        model.backward(beta=beta, batch_total=batch_total)
+        model.backward(beta=beta, batch_total=batch_total, accumulate=False)  # writes grads
         return o.recon, o.kl
 
     def step(self, x, beta: float = 1.0):
         B = x.shape[0]
         eps = self.model.backend.standard_normal((B, self.model.latent_dim))
         bounds = np.linspace(0, B, len(self.replicas) + 1).astype(int)
+        blocks = [(r, x[a:b], eps[a:b], beta, B)
+                  for r, a, b in zip(self.replicas, bounds[:-1], bounds[1:])]
         with self._blas.limit(limits=1, user_api="blas"):    # one BLAS thread per block
-            futures = [self._pool.submit(self._block, r, x[a:b], eps[a:b], beta, B)
-                       for r, a, b in zip(self.replicas, bounds[:-1], bounds[1:])]
-            parts = [f.result() for f in futures]
+            futures = [self._pool.submit(self._block, *block) for block in blocks[1:]]
+            try:
+                parts = [self._block(*blocks[0])]            # the calling thread takes the first
+            finally:
+                wait(futures)                                # never leave a block running
+            parts += [f.result() for f in futures]
         for r in self.replicas[1:]:
             for k, g in self.model.grads.items():
                 g += r.grads[k]

@@ -2,10 +2,12 @@
 
 One training step, the whole of the algorithm::
 
-    model.zero_grad()              # grads ← 0
     o = model.forward(x_batch)     # ε drawn, z = μ + σ ε, terms per example
-    model.backward(beta)           # grads ← ∂ mean(recon + β kl) / ∂θ
+    model.backward(beta, accumulate=False)  # grads ← ∂ mean(recon + β kl) / ∂θ
     optimizer.step()               # θ ← update(θ, grads)
+
+(``accumulate=False`` writes the gradients; the default adds to them, after
+a ``model.zero_grad()``, with the same result.)
 
 :func:`train_vae` wraps it with data loading, per-epoch evaluation on the test
 digits (z sampled), a progress bar, a guard against NaN, KL warm-up, periodic
@@ -507,9 +509,8 @@ def _vae_epoch(model, optimizer, batches, x_test, config, epoch: int, splitter=N
         for i, xb in enumerate(batches, start=1):
             beta = kl_weight(config.beta, config.kl_warmup_epochs, (epoch - 1) * steps + i, steps)
             if splitter is None:
-                model.zero_grad()
                 o = model.forward(xb, check=False)
-                model.backward(beta=beta)
+                model.backward(beta=beta, accumulate=False)   # grads ← ∂L/∂θ
                 recon, kl = o.recon, o.kl
             else:                                  # the same step, in row blocks on threads
                 recon, kl = splitter.step(xb, beta)

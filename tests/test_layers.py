@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import to_np
+from minivae.backend import get_backend
 from minivae.gradcheck import check_module
 from minivae.layers import (ACTIVATIONS, MLP, Dense, LeakyReLU, ReLU, Sigmoid, Softplus, Tanh,
                             make_activation, sigmoid, softplus)
@@ -53,6 +54,29 @@ def test_gradients_accumulate_until_zeroed(be64):
     np.testing.assert_allclose(to_np(layer.grads["W"]), 2 * once, rtol=1e-12)
     layer.zero_grad()
     assert not to_np(layer.grads["W"]).any()
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_accumulate_false_writes_the_gradients_over_anything(backend_name, dtype):
+    """backward(accumulate=False) must equal zero_grad + backward, whatever the arrays held."""
+    be = get_backend(backend_name, dtype=dtype, seed=5)
+    mlp = MLP([5, 4, 3], "relu", be)
+    x, dy = _input(be), be.standard_normal((6, 3))
+    mlp.forward(x)
+    mlp.zero_grad()
+    dx_ref = to_np(mlp.backward(dy))
+    ref = {k: to_np(g).copy() for k, g in mlp.grads.items()}
+    for g in mlp.grads.values():
+        g.fill(float("nan"))                       # stale garbage must not leak through
+    dx = to_np(mlp.backward(dy, accumulate=False))
+    np.testing.assert_array_equal(dx, dx_ref)
+    for k, g in mlp.grads.items():
+        np.testing.assert_allclose(to_np(g), ref[k], rtol=1e-6 if be.dtype == np.float32 else 1e-14,
+                                   err_msg=k)
+    mlp.backward(dy)                               # and the default still adds on top
+    for k, g in mlp.grads.items():
+        np.testing.assert_allclose(to_np(g), 2 * ref[k], rtol=1e-5 if be.dtype == np.float32 else 1e-13,
+                                   err_msg=k)
 
 
 def test_dense_stores_weights_in_out_and_computes_affine_map(be64):

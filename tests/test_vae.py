@@ -35,6 +35,25 @@ def test_whole_neg_elbo_gradient_matches_central_differences(be64, hidden, activ
     assert max(errors.values()) <= TOL, errors
 
 
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian-learned"])
+def test_backward_accumulate_false_equals_zero_grad_then_backward(be64, likelihood):
+    """The training step writes the gradients (accumulate=False) instead of zeroing and adding."""
+    lik = Gaussian(logvar=-1.0, learn_logvar=True, backend=be64) \
+        if likelihood == "gaussian-learned" else likelihood
+    model = VAE(6, (5, 4), 3, "relu", lik, backend=be64)
+    x, eps = _binary(be64), be64.standard_normal((7, 3))
+    model.forward(x, eps=eps)
+    model.zero_grad()
+    model.backward(beta=0.7)
+    ref = {k: to_np(g).copy() for k, g in model.grads.items()}
+    for g in model.grads.values():
+        g.fill(float("nan"))
+    model.backward(beta=0.7, accumulate=False)
+    assert set(ref) == set(model.grads)
+    for k, g in model.grads.items():
+        np.testing.assert_allclose(to_np(g), ref[k], rtol=1e-13, atol=1e-300, err_msg=k)
+
+
 def test_backward_uses_the_eps_drawn_in_forward(be64):
     """forward draws ε itself; backward must differentiate the loss at that very ε."""
     model = VAE(6, (5,), 3, "tanh", backend=be64)
@@ -71,7 +90,7 @@ def test_fan_out_overwrite_instead_of_sum_is_caught(be64):
     """h feeds μ and logvar; dropping one head's gradient must fail the check."""
     model = VAE(6, (5,), 3, "tanh", backend=be64)
     logvar_backward = model.logvar_head.backward
-    model.logvar_head.backward = lambda dy: 0 * logvar_backward(dy)
+    model.logvar_head.backward = lambda dy, **kw: 0 * logvar_backward(dy, **kw)
     errors = check_model(model, _binary(be64), be64.standard_normal((7, 3)))
     assert errors["encoder.0.W"] > 1e-3
     assert errors["decoder.0.W"] <= TOL

@@ -180,26 +180,32 @@ class VAE(Module):
         self._cache = (mu, logvar, std, eps)
         return VAEOutput(recon=recon, kl=kl, mu=mu, logvar=logvar, z=z, out=out)
 
-    def backward(self, beta: float = 1.0, batch_total: int | None = None) -> None:
+    def backward(self, beta: float = 1.0, batch_total: int | None = None,
+                 accumulate: bool = True) -> None:
         """Add ∂L/∂θ for L = mean_b(recon_b + β·kl_b) of the last forward into ``grads``.
 
         The derivation is in the module docstring; each line below is one line of it.
         ``batch_total`` is the B of the mean: by default the rows of the last
         forward.  A batch split into pieces (:mod:`minivae.parallel`) passes
         the whole batch's size, so the pieces' gradients add up to the whole's.
+        ``accumulate=False`` writes ``grads`` instead of adding to them (no
+        ``zero_grad`` needed): every parameter is used once per forward, so each
+        gradient array receives exactly one contribution.
         """
         if self._cache is None:
             raise RuntimeError("VAE.backward called before forward")
         mu, logvar, std, eps = self._cache
         B = mu.shape[0] if batch_total is None else batch_total
         dlogp = self.backend.xp.full((mu.shape[0],), -1.0 / B, dtype=mu.dtype)  # ∂L/∂log p_b
-        dout = self.likelihood.backward(dlogp)                        # ∂L/∂out
-        dz = self.decoder.backward(dout)                              # ∂L/∂z
+        acc = accumulate
+        dout = self.likelihood.backward(dlogp, accumulate=acc)        # ∂L/∂out
+        dz = self.decoder.backward(dout, accumulate=acc)              # ∂L/∂z
         dkl_dmu, dkl_dlogvar = kl_normal_std_grad(mu, logvar)
         dmu = dz + (beta / B) * dkl_dmu                               # ∂z/∂μ = 1
         dlogvar = dz * (0.5 * std * eps) + (beta / B) * dkl_dlogvar  # ∂z/∂logvar = ½σε
-        dh = self.mu_head.backward(dmu) + self.logvar_head.backward(dlogvar)  # fan-out: sum
-        self.encoder.backward(dh, need_dx=False)  # ∂L/∂x is of no use
+        dh = (self.mu_head.backward(dmu, accumulate=acc)              # fan-out: the sum
+              + self.logvar_head.backward(dlogvar, accumulate=acc))
+        self.encoder.backward(dh, need_dx=False, accumulate=acc)      # ∂L/∂x is of no use
 
     def loss(self, x, beta: float = 1.0, eps=None, check: bool = True) -> float:
         """Forward, and the batch mean of recon + β·kl as a Python float."""

@@ -19,7 +19,7 @@ Adam (Kingma & Ba 2015), t = 1, 2, …::
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 
@@ -111,19 +111,21 @@ class Adam(Optimizer):
     """Adam with bias-corrected first and second moments (see the module docstring).
 
     :meth:`step` computes :func:`adam_reference` in place, without temporaries:
-    the bias corrections are folded into two scalars,
+    the bias corrections are folded into two scalars (multiply the fraction
+    above and below by √c₂, using √(v/c₂) = √v / √c₂),
 
-        θ ← θ − (η / c₁) · m / (√v / √c₂ + ε),   c₁ = 1 − β₁ᵗ,  c₂ = 1 − β₂ᵗ,
+        θ ← θ − (η √c₂ / c₁) · m / (√v + ε √c₂),   c₁ = 1 − β₁ᵗ,  c₂ = 1 − β₂ᵗ,
 
-    (√(v/c₂) = √v/√c₂), and every intermediate goes through one scratch buffer
-    with ``out=``, so a step allocates nothing and makes about a dozen passes
-    over memory instead of twice that.
+    and every intermediate goes through one scratch buffer with ``out=``, so a
+    step allocates nothing and makes twelve passes over memory instead of
+    twice that.
 
     ``threads``: NumPy's elementwise work runs on one core.  With 2 (the
     default where the machine has 2 cores or more and the arrays are NumPy's),
-    the parameters are split into two groups of about equal size and updated
-    on two threads (NumPy releases the GIL inside these loops); each parameter's
-    arithmetic is unchanged, so the result is the same bit for bit.
+    the parameters are split into two groups of about equal size, updated by
+    the calling thread and one pool thread at once (NumPy releases the GIL
+    inside these loops); each parameter's arithmetic is unchanged, so the
+    result is the same bit for bit.
     """
 
     def __init__(self, params: dict, grads: dict, lr: float = 1e-3,
@@ -140,20 +142,23 @@ class Adam(Optimizer):
             threads = 2 if on_numpy and (os.cpu_count() or 1) >= 2 else 1
         threads = positive_int("threads", threads)
         self._groups = _balanced_groups(params, threads if on_numpy else 1)
-        self._pool = ThreadPoolExecutor(len(self._groups)) if len(self._groups) > 1 else None
+        self._pool = ThreadPoolExecutor(len(self._groups) - 1) if len(self._groups) > 1 else None
 
     def step(self) -> None:
         self.t += 1
-        step_size = self.lr / (1 - self.beta1 ** self.t)          # η / c₁
-        inv_sqrt_c2 = 1 / (1 - self.beta2 ** self.t) ** 0.5      # 1 / √c₂
-        if self._pool is None:
-            self._update(self._groups[0], step_size, inv_sqrt_c2)
-        else:
-            for done in [self._pool.submit(self._update, keys, step_size, inv_sqrt_c2)
-                         for keys in self._groups]:
-                done.result()
+        sqrt_c2 = (1 - self.beta2 ** self.t) ** 0.5               # √c₂
+        step_size = self.lr * sqrt_c2 / (1 - self.beta1 ** self.t)  # η √c₂ / c₁
+        eps = self.eps * sqrt_c2                                   # ε √c₂
+        others = [self._pool.submit(self._update, keys, step_size, eps)
+                  for keys in self._groups[1:]]
+        try:
+            self._update(self._groups[0], step_size, eps)        # the calling thread's share
+        finally:
+            wait(others)
+        for done in others:
+            done.result()                                          # re-raise a failure
 
-    def _update(self, keys, step_size: float, inv_sqrt_c2: float) -> None:
+    def _update(self, keys, step_size: float, eps: float) -> None:
         b1, b2 = self.beta1, self.beta2
         for k in keys:
             p, g, m, v, tmp = self.params[k], self.grads[k], self.m[k], self.v[k], self._scratch[k]
@@ -166,8 +171,7 @@ class Adam(Optimizer):
             tmp *= 1 - b2
             v += tmp                                   # v ← β₂ v + (1 − β₂) g²
             xp.sqrt(v, out=tmp)
-            tmp *= inv_sqrt_c2
-            tmp += self.eps                            # √v̂ + ε
+            tmp += eps                                 # √v + ε√c₂ = √c₂ (√v̂ + ε)
             xp.divide(m, tmp, out=tmp)
             tmp *= step_size
             p -= tmp                                   # θ ← θ − η m̂ / (√v̂ + ε)

@@ -3,20 +3,34 @@
 
     python benchmarks/profile_step.py --batch-size 128 1024 --threads 2
 
-Times each part on its own (median of repeated runs, after a warm-up) and
-prints one JSON line per batch size, in milliseconds:
+Runs the step that training runs (on NumPy with 2+ threads and a batch of at
+least SPLIT_BATCH_MIN rows, the split-batch step: row blocks on threads), and
+times its parts *inside* that step: each part's method is wrapped with a
+timer for the measured steps only, so the parts see the caches, threads and
+memory traffic of real training.  Prints one JSON line per batch size, in
+milliseconds per step:
 
-    step            zero_grad + forward + backward + Adam, as in training
-    forward         the whole forward pass (encoder, reparameterization, decoder, loss)
-    loss_forward    the Bernoulli log-likelihood alone
-    backward        the whole backward pass
-    loss_backward   the Bernoulli gradient alone
-    adam            the optimizer step
-    gemm            the step's matrix products alone (as bench_train_step.py)
-    other           step − gemm: the elementwise work and Python overhead
+    step              the whole step (median wall time)
+    forward_backward  per row block, forward + backward (mean over the threads)
+      dense_forward     Dense layers' forward: x W + b        } inside forward_backward,
+      dense_backward    Dense layers' backward: Xᵀ dY, Σ dY, dY Wᵀ } each per row block
+      activations       ReLU forward + backward                }
+      loss_forward      the Bernoulli log-likelihood           }
+      loss_backward     its gradient                           }
+      vae_rest          forward_backward minus the five parts above: the
+                        reparameterization, the KL and its gradient, the head
+                        fan-out, Python between the calls
+    split_overhead    the split step's wall time minus forward_backward: drawing
+                      ε, starting and joining the threads, adding the blocks'
+                      gradients (0 for a serial step)
+    adam              the optimizer step
+    gemm              the step's matrix products alone, on the whole batch with
+                      ``threads`` BLAS threads (as bench_train_step.py)
+    other             step − gemm: everything that is not a matrix product
 
-Uses only the public API, so it runs on older versions of minivae too
-(set PYTHONPATH to a checkout) for before/after comparisons.
+Uses only classes and methods that older versions of minivae have too (set
+PYTHONPATH to a checkout to profile it; without a split-batch step it
+profiles the serial step).
 """
 
 from __future__ import annotations
@@ -25,73 +39,138 @@ import argparse
 import json
 import statistics
 import sys
+import threading
 import time
+from collections import defaultdict
+from contextlib import contextmanager
 from pathlib import Path
-
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train_step import gemm_step  # noqa: E402
 
+from minivae import layers, likelihoods  # noqa: E402
 from minivae.backend import get_backend  # noqa: E402
 from minivae.models.vae import VAE  # noqa: E402
 from minivae.optim import Adam  # noqa: E402
 
+try:                                       # trees from before the split-batch step
+    from minivae.parallel import SplitBatchStep
+    from minivae.train import SPLIT_BATCH_MIN
+except ImportError:  # pragma: no cover
+    SplitBatchStep, SPLIT_BATCH_MIN = None, None
 
-def median_ms(f, repeats: int) -> float:
-    for _ in range(5):
-        f()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
+PARTS = {"dense_forward": (layers.Dense, "forward"), "dense_backward": (layers.Dense, "backward"),
+         "activations": [(layers.ReLU, "forward"), (layers.ReLU, "backward")],
+         "loss_forward": (likelihoods.Bernoulli, "log_prob"),
+         "loss_backward": (likelihoods.Bernoulli, "backward"),
+         "forward_backward": [(VAE, "forward"), (VAE, "backward")]}
 
 
-def profile(batch_size: int, repeats: int) -> dict:
+@contextmanager
+def timed_parts(totals: dict):
+    """Wrap the methods in PARTS so that each call adds its wall time to totals[part]."""
+    lock, saved = threading.Lock(), []
+
+    def wrap(cls, name, part):
+        original = cls.__dict__[name]
+
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                with lock:
+                    totals[part] += time.perf_counter() - t0
+        saved.append((cls, name, original))
+        setattr(cls, name, timed)
+
+    for part, where in PARTS.items():
+        for cls, name in (where if isinstance(where, list) else [where]):
+            wrap(cls, name, part)
+    try:
+        yield
+    finally:
+        for cls, name, original in saved:
+            setattr(cls, name, original)
+
+
+def profile(batch_size: int, threads: int, steps: int) -> dict:
     be = get_backend("numpy", seed=0)
     model = VAE(backend=be)
-    opt = Adam(model.params, model.grads, lr=1e-3)
+    opt = Adam(model.params, model.grads, lr=1e-6)   # small: thousands of steps on one batch
     x = (be.uniform((batch_size, 784)) < 0.3).astype(be.dtype)
-    out = model.forward(x, check=False).out
-    dlogp = np.full(batch_size, -1.0 / batch_size, dtype=be.dtype)
+    split = SplitBatchStep is not None and threads >= 2 and batch_size >= SPLIT_BATCH_MIN
+    splitter = SplitBatchStep(model, threads) if split else None
+    blocks = threads if split else 1
+
+    def fwd_bwd():
+        if splitter is not None:
+            splitter.step(x)
+        else:
+            model.zero_grad()
+            model.forward(x, check=False)
+            model.backward()
 
     def step():
-        model.zero_grad()
-        model.forward(x, check=False)
-        model.backward()
+        fwd_bwd()
         opt.step()
 
-    def forward_backward():
-        model.forward(x, check=False)
-        model.backward()
-
-    r = {"batch_size": batch_size,
-         "step": median_ms(step, repeats),
-         "forward": median_ms(lambda: model.forward(x, check=False), repeats),
-         "loss_forward": median_ms(lambda: model.likelihood.log_prob(x, out), repeats)}
-    r["loss_backward"] = median_ms(lambda: model.likelihood.backward(dlogp), repeats)
-    r["backward"] = median_ms(forward_backward, repeats) - r["forward"]
-    r["adam"] = median_ms(opt.step, repeats)
-    r["gemm"] = median_ms(gemm_step(be, batch_size), repeats)
-    r["other"] = r["step"] - r["gemm"]
-    return r
+    for _ in range(20):                                         # warm-up
+        step()
+    walls = []
+    for _ in range(steps):                                      # the whole step, unwrapped
+        t0 = time.perf_counter()
+        step()
+        walls.append(time.perf_counter() - t0)
+    totals, split_wall, adam_wall = defaultdict(float), 0.0, 0.0
+    with timed_parts(totals):
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            fwd_bwd()
+            t1 = time.perf_counter()
+            opt.step()
+            split_wall += t1 - t0
+            adam_wall += time.perf_counter() - t1
+    per_block = {k: 1e3 * v / steps / blocks for k, v in totals.items()}
+    gemm = gemm_step(be, batch_size)
+    for _ in range(5):
+        gemm()
+    gemm_times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        gemm()
+        gemm_times.append(time.perf_counter() - t0)
+    row = {"batch_size": batch_size, "threads": threads, "split_batch": split,
+           "step": 1e3 * statistics.median(walls),
+           "forward_backward": per_block["forward_backward"]}
+    for part in ("dense_forward", "dense_backward", "activations", "loss_forward", "loss_backward"):
+        row[part] = per_block[part]
+    row["vae_rest"] = row["forward_backward"] - sum(row[p] for p in (
+        "dense_forward", "dense_backward", "activations", "loss_forward", "loss_backward"))
+    row["split_overhead"] = 1e3 * split_wall / steps - row["forward_backward"]
+    row["adam"] = 1e3 * adam_wall / steps
+    row["gemm"] = 1e3 * statistics.median(gemm_times)
+    row["other"] = row["step"] - row["gemm"]
+    return row
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--batch-size", type=int, nargs="+", default=[128, 1024])
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=100)
+    p.add_argument("--steps", type=int, default=300, help="measured steps per batch size")
     p.add_argument("--label", default="", help="a name for this tree, copied into each line")
     args = p.parse_args(argv)
-    from threadpoolctl import threadpool_limits
+    if min(args.batch_size) < 1 or args.threads < 1 or args.steps < 1:
+        p.error("batch sizes, threads and steps must be positive")
+    from threadpoolctl import threadpool_info, threadpool_limits
 
+    kernel = next((i.get("architecture") for i in threadpool_info()
+                   if i["internal_api"] == "openblas"), None)
     with threadpool_limits(args.threads):
         for b in args.batch_size:
-            row = profile(b, args.repeats)
-            row = {"label": args.label, "threads": args.threads,
+            row = profile(b, args.threads, args.steps)
+            row = {"label": args.label, "blas_kernel": kernel,
                    **{k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}}
             print(json.dumps(row), flush=True)
     return 0

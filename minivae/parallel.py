@@ -15,9 +15,9 @@ so its gradient is the sum of the blocks' gradients when each block divides by
 the *whole* batch size B (``VAE.backward(batch_total=B)``).  Each block runs on
 a replica of the model that computes with the model's own parameter arrays but
 keeps its own gradients and caches; the first block runs on the model itself,
-and the other replicas' gradients are added into the model's.  ε is drawn once
-for the whole batch in the calling thread, so the step draws the same numbers
-as the serial one; only the order of floating-point sums differs.
+and the other replicas' gradients are added into the model's.  ε is drawn
+in the calling thread, block after block in row order, so the step draws the
+same numbers as the serial one; only the order of floating-point sums differs.
 """
 
 from __future__ import annotations
@@ -63,8 +63,8 @@ class SplitBatchStep:
     ``step(x, beta)`` writes into the model's ``grads`` the gradient of the
     batch mean of recon + β·kl (no ``zero_grad`` needed) and returns the
     per-example ``(recon, kl)`` arrays of the whole batch; the optimizer step
-    stays with the caller.  The calling thread computes the first block
-    itself while ``threads − 1`` pool threads compute the others.
+    stays with the caller.  ``threads − 1`` pool threads compute the first
+    blocks and the calling thread the last one.
     """
 
     def __init__(self, model, threads: int = 2):
@@ -86,18 +86,23 @@ class SplitBatchStep:
         return o.recon, o.kl
 
     def step(self, x, beta: float = 1.0):
-        B = x.shape[0]
-        eps = self.model.backend.standard_normal((B, self.model.latent_dim))
+        B, latent = x.shape[0], self.model.latent_dim
         bounds = np.linspace(0, B, len(self.replicas) + 1).astype(int)
-        blocks = [(r, x[a:b], eps[a:b], beta, B)
-                  for r, a, b in zip(self.replicas, bounds[:-1], bounds[1:])]
+        blocks = list(zip(self.replicas, bounds[:-1], bounds[1:]))
+        futures = []
         with self._blas.limit(limits=1, user_api="blas"):    # one BLAS thread per block
-            futures = [self._pool.submit(self._block, *block) for block in blocks[1:]]
             try:
-                parts = [self._block(*blocks[0])]            # the calling thread takes the first
+                for i, (r, a, b) in enumerate(blocks):
+                    # ε block by block, in row order: the same numbers as one (B, latent)
+                    # draw, and each pool block starts while the next one's ε is drawn.
+                    eps = self.model.backend.standard_normal((b - a, latent))
+                    if i < len(blocks) - 1:
+                        futures.append(self._pool.submit(self._block, r, x[a:b], eps, beta, B))
+                    else:                                    # the calling thread takes the last
+                        last = self._block(r, x[a:b], eps, beta, B)
             finally:
                 wait(futures)                                # never leave a block running
-            parts += [f.result() for f in futures]
+        parts = [f.result() for f in futures] + [last]
         for r in self.replicas[1:]:
             for k, g in self.model.grads.items():
                 g += r.grads[k]

@@ -31,7 +31,7 @@ import statistics
 import sys
 import time
 
-from common import machine  # benchmarks/common.py, beside this file
+from common import blas_kernel, machine  # benchmarks/common.py, beside this file
 
 from minivae.backend import get_backend
 from minivae.models.vae import VAE
@@ -149,7 +149,7 @@ def run(backend_name, dtype, batch_size, threads, seconds, rounds, compare_torch
             t_gemm += _time_rounds(gemm, be, seconds / (2 * rounds))
     med = statistics.median
     row = {"backend": backend_name, "dtype": dtype, "batch_size": batch_size, "threads": threads,
-           "split_batch": split,
+           "blas_kernel": blas_kernel() if backend_name == "numpy" else None, "split_batch": split,
            "step_ms": 1e3 * med(t_ours), "samples_per_second": batch_size / med(t_ours),
            "gemm_ms": 1e3 * med(t_gemm),
            "gemm_bound_samples_per_second": batch_size / med(t_gemm),
@@ -182,7 +182,13 @@ def main(argv=None) -> int:
         except ImportError:
             p.error("--compare-torch needs PyTorch (pip install torch)")
     if args.machine:
-        print(json.dumps({"machine": machine()}), flush=True)
+        info = machine()
+        if args.compare_torch:
+            import torch
+            info["torch"] = {"version": torch.__version__,
+                             "mkl": torch.backends.mkl.is_available(),
+                             "mkldnn": torch.backends.mkldnn.is_available()}
+        print(json.dumps({"machine": info}), flush=True)
     for threads in args.threads:
         for b in args.batch_size:
             print(json.dumps(run(args.backend, args.dtype, b, threads, args.seconds, args.rounds,

@@ -47,6 +47,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train_step import gemm_step  # noqa: E402
+from common import blas_kernel  # noqa: E402
 
 from minivae import layers, likelihoods  # noqa: E402
 from minivae.backend import get_backend  # noqa: E402
@@ -163,10 +164,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if min(args.batch_size) < 1 or args.threads < 1 or args.steps < 1:
         p.error("batch sizes, threads and steps must be positive")
-    from threadpoolctl import threadpool_info, threadpool_limits
+    from threadpoolctl import threadpool_limits
 
-    kernel = next((i.get("architecture") for i in threadpool_info()
-                   if i["internal_api"] == "openblas"), None)
+    kernel = blas_kernel()
     with threadpool_limits(args.threads):
         for b in args.batch_size:
             row = profile(b, args.threads, args.steps)

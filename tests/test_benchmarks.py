@@ -1,0 +1,57 @@
+"""The speed benchmarks run, and their JSON lines say what the README reads from them.
+
+Only tiny, short configurations: these check the scripts, not the speed (speed is
+never asserted in a unit test).
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+bench_train_step = pytest.importorskip("bench_train_step")
+profile_step = pytest.importorskip("profile_step")
+pytest.importorskip("threadpoolctl")
+
+
+def _lines(capsys):
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def test_bench_train_step_lines(capsys):
+    assert bench_train_step.main(["--batch-size", "4", "200", "--seconds", "0.05",
+                                  "--rounds", "1", "--machine"]) == 0
+    machine, *rows = _lines(capsys)
+    assert machine["machine"]["logical_cpus"] >= 1
+    assert [r["batch_size"] for r in rows] == [4, 200]
+    for r in rows:
+        assert r["samples_per_second"] == pytest.approx(r["batch_size"] / (r["step_ms"] / 1e3))
+        assert r["gemm_fraction"] == pytest.approx(r["gemm_ms"] / r["step_ms"])
+        assert r["peak_rss_mib"] > 0 and "ratio_vs_torch" not in r
+    # the step train_vae runs: split into row blocks from SPLIT_BATCH_MIN rows on 2+ threads
+    from minivae.train import SPLIT_BATCH_MIN
+    assert [r["split_batch"] for r in rows] == [False, 200 >= SPLIT_BATCH_MIN]
+
+
+def test_bench_train_step_rejects_bad_arguments():
+    with pytest.raises(SystemExit):
+        bench_train_step.main(["--batch-size", "0"])
+
+
+def test_profile_step_parts_add_up(capsys):
+    assert profile_step.main(["--batch-size", "8", "200", "--steps", "3"]) == 0
+    rows = _lines(capsys)
+    assert [r["batch_size"] for r in rows] == [8, 200]
+    parts = ("dense_forward", "dense_backward", "activations", "loss_forward", "loss_backward")
+    for r in rows:
+        assert all(r[p] > 0 for p in parts + ("forward_backward", "adam", "gemm", "step"))
+        assert r["vae_rest"] == pytest.approx(r["forward_backward"] - sum(r[p] for p in parts),
+                                              abs=0.01)
+        assert r["other"] == pytest.approx(r["step"] - r["gemm"], abs=0.01)
+    # the timers are removed again: the classes hold their own methods
+    from minivae import layers
+    assert layers.Dense.__dict__["forward"].__qualname__ == "Dense.forward"

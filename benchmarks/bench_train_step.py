@@ -4,10 +4,11 @@
     python benchmarks/bench_train_step.py --batch-size 128 1024 --threads 2
     python benchmarks/bench_train_step.py --compare-torch --seconds 10
 
-One step is what the fit loop does per minibatch: zero_grad, forward (ε
-drawn), backward, Adam update, on a fixed binary batch (data loading is not
-timed); from SPLIT_BATCH_MIN rows on, with 2+ threads, the batch is split into
-row blocks on threads as train_vae does (``split_batch`` in the output).  For each configuration it prints one JSON line:
+One step is what the fit loop does per minibatch: forward (ε drawn),
+backward (writing the gradients), Adam update, on a fixed binary batch (data
+loading is not timed); from SPLIT_BATCH_MIN rows on, with 2+ threads, the
+batch is split into row blocks on threads as train_vae does (``split_batch``
+in the output).  For each configuration it prints one JSON line:
 
     samples_per_second              batch / median step time
     gemm_bound_samples_per_second   batch / time of the step's matrix products alone,
@@ -19,12 +20,18 @@ row blocks on threads as train_vae does (``split_batch`` in the output).  For ea
                                     minivae (rounds of A, B, A, B, ...) so both see the
                                     same machine state
 
-Absolute numbers depend on the machine: compare ratios from one run.
+Absolute numbers depend on the machine: compare ratios from one run.  Each
+line names the OpenBLAS kernel that ran (``blas_kernel``): forcing an older
+one with ``OPENBLAS_CORETYPE`` changes the matrix products' speed a lot.
+
+Runs against an older checkout too (``PYTHONPATH=that/checkout``), for
+before/after figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import resource
 import statistics
@@ -36,8 +43,12 @@ from common import blas_kernel, machine  # benchmarks/common.py, beside this fil
 from minivae.backend import get_backend
 from minivae.models.vae import VAE
 from minivae.optim import Adam
-from minivae.parallel import SplitBatchStep
-from minivae.train import SPLIT_BATCH_MIN
+
+try:               # a tree from before the split-batch step (PYTHONPATH=old checkout)
+    from minivae.parallel import SplitBatchStep
+    from minivae.train import SPLIT_BATCH_MIN
+except ImportError:  # pragma: no cover
+    SplitBatchStep, SPLIT_BATCH_MIN = None, None
 
 D, H, L = 784, 400, 20
 
@@ -64,11 +75,16 @@ def minivae_step(be, batch_size, threads):
     model = VAE(D, (H,), L, "relu", "bernoulli", backend=be)
     opt = Adam(model.params, model.grads, lr=1e-3)
     x = (be.uniform((batch_size, D)) < 0.3).astype(be.dtype)
-    split = be.name == "numpy" and threads >= 2 and batch_size >= SPLIT_BATCH_MIN
+    split = (SplitBatchStep is not None and be.name == "numpy" and threads >= 2
+             and batch_size >= SPLIT_BATCH_MIN)
     splitter = SplitBatchStep(model, threads) if split else None
+    writes = "accumulate" in inspect.signature(model.backward).parameters   # older trees: no
 
     def step():
-        if splitter is None:
+        if splitter is None and writes:
+            model.forward(x, check=False)
+            model.backward(accumulate=False)
+        elif splitter is None:
             model.zero_grad()
             model.forward(x, check=False)
             model.backward()

@@ -36,6 +36,7 @@ profiles the serial step).
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import statistics
 import sys
@@ -103,10 +104,14 @@ def profile(batch_size: int, threads: int, steps: int) -> dict:
     split = SplitBatchStep is not None and threads >= 2 and batch_size >= SPLIT_BATCH_MIN
     splitter = SplitBatchStep(model, threads) if split else None
     blocks = threads if split else 1
+    writes = "accumulate" in inspect.signature(model.backward).parameters   # older trees: no
 
     def fwd_bwd():
         if splitter is not None:
             splitter.step(x)
+        elif writes:
+            model.forward(x, check=False)
+            model.backward(accumulate=False)
         else:
             model.zero_grad()
             model.forward(x, check=False)

@@ -27,6 +27,13 @@ milliseconds per step:
     gemm              the step's matrix products alone, on the whole batch with
                       ``threads`` BLAS threads (as bench_train_step.py)
     other             step − gemm: everything that is not a matrix product
+    page_faults_per_step  minor page faults per step: large temporaries that the
+                      C library maps fresh from the OS in every step.  glibc
+                      does so until a block larger than they are has been
+                      freed (that raises its thresholds; in a process that has
+                      run PyTorch, one has), so a step that makes many large
+                      temporaries runs slower in a plain training process
+                      than beside PyTorch in bench_train_step.py.
 
 Uses only classes and methods that older versions of minivae have too (set
 PYTHONPATH to a checkout to profile it; without a split-batch step it
@@ -38,6 +45,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import resource
 import statistics
 import sys
 import threading
@@ -99,7 +107,7 @@ def timed_parts(totals: dict):
 def profile(batch_size: int, threads: int, steps: int) -> dict:
     be = get_backend("numpy", seed=0)
     model = VAE(backend=be)
-    opt = Adam(model.params, model.grads, lr=1e-6)   # small: thousands of steps on one batch
+    opt = Adam(model.params, model.grads, lr=1e-3)   # as bench_train_step.py
     x = (be.uniform((batch_size, 784)) < 0.3).astype(be.dtype)
     split = SplitBatchStep is not None and threads >= 2 and batch_size >= SPLIT_BATCH_MIN
     splitter = SplitBatchStep(model, threads) if split else None
@@ -123,11 +131,12 @@ def profile(batch_size: int, threads: int, steps: int) -> dict:
 
     for _ in range(20):                                         # warm-up
         step()
-    walls = []
+    walls, faults = [], resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(steps):                                      # the whole step, unwrapped
         t0 = time.perf_counter()
         step()
         walls.append(time.perf_counter() - t0)
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / steps
     totals, split_wall, adam_wall = defaultdict(float), 0.0, 0.0
     with timed_parts(totals):
         for _ in range(steps):
@@ -157,6 +166,7 @@ def profile(batch_size: int, threads: int, steps: int) -> dict:
     row["adam"] = 1e3 * adam_wall / steps
     row["gemm"] = 1e3 * statistics.median(gemm_times)
     row["other"] = row["step"] - row["gemm"]
+    row["page_faults_per_step"] = faults
     return row
 
 

@@ -210,6 +210,10 @@ def main_vae(argv=None) -> int:
     if "iw_nll" in t:
         print(f"test -log p(x) by importance weighting with {t['iw_samples']} samples: "
               f"{t['iw_nll']:.3f} nats per example")
+    mem = metrics["memory"]
+    if mem["peak_rss_mib"] is not None:
+        gpu = f", CuPy pool {mem['gpu_pool_mib']:.0f} MiB" if "gpu_pool_mib" in mem else ""
+        print(f"peak resident memory {mem['peak_rss_mib']:.0f} MiB{gpu}")
     from .train import figure_names
 
     files = ["metrics.json", "checkpoint.npz", *figure_names(config.latent_dim)]

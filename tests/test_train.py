@@ -43,6 +43,11 @@ def test_training_writes_every_output(tmp_path, small_digits, backend_name):
     assert [h["epoch"] for h in saved["history"]] == [1, 2]
     assert [h["beta"] for h in saved["history"]] == [1.0, 1.0]
     assert 1 <= saved["test"]["active_units"] <= 8 and "iw_nll" not in saved["test"]
+    mem = saved["memory"]
+    if sys.platform.startswith("linux"):
+        # the process holds at least NumPy and the digits, and nothing like 24 GiB
+        assert 20 < mem["peak_rss_mib"] < 24 * 1024
+    assert ("gpu_pool_mib" in mem) == (backend_name == "cupy")
     for name in OUTPUTS - {"metrics.json", "checkpoint.npz"}:
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not (tmp_path / "manifold.png").exists()  # only for a 2-D latent
@@ -213,3 +218,44 @@ def test_example_script_runs(tmp_path):
                         str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "checkpoint.npz").is_file()
+
+
+@pytest.mark.parametrize("batch", [32, 256], ids=["serial", "split"])
+def test_a_training_step_keeps_no_memory(batch):
+    """Steps allocate temporaries but keep none: traced memory does not grow from step to step
+    (NumPy reports its array buffers to tracemalloc)."""
+    import tracemalloc
+
+    from minivae.backend import get_backend
+    from minivae.models.vae import VAE
+    from minivae.optim import Adam
+    from minivae.train import _splitter_for
+
+    be = get_backend("numpy", seed=0)
+    model = VAE(784, (64,), 8, backend=be)
+    opt = Adam(model.params, model.grads, lr=1e-3)
+    splitter = _splitter_for(_small(batch_size=batch, threads=2 if batch >= 128 else 1), model)
+    assert (splitter is None) == (batch < 128)
+    x = (be.uniform((batch, 784)) < 0.3).astype(be.dtype)
+
+    def step():
+        if splitter is None:
+            model.forward(x, check=False)
+            model.backward(accumulate=False)
+        else:
+            splitter.step(x)
+        opt.step()
+
+    tracemalloc.start()
+    try:
+        for _ in range(5):
+            step()
+        base = tracemalloc.get_traced_memory()[0]
+        for _ in range(40):
+            step()
+        grown = tracemalloc.get_traced_memory()[0] - base
+    finally:
+        tracemalloc.stop()
+    # one step's cached activations are about batch·(784 + 64 + 8)·4 bytes and are replaced,
+    # not added to; 40 steps that each kept even one (batch, 8) array would exceed this
+    assert grown < 8 * 1024, grown

@@ -748,9 +748,8 @@ def train_autoencoder(config: AETrainConfig | None = None, dataset=None,
         sse_sum = backend.xp.zeros((), dtype=backend.dtype)
         n_seen = 0
         for xb in batches:
-            model.zero_grad()
             o = model.forward(xb, check=False)   # the denoising model draws x̃ ~ χ(x̃|x) here
-            model.backward()
+            model.backward(accumulate=False)     # grads ← ∂L/∂θ
             optimizer.step()
             sse_sum += o.sse.sum()
             n_seen += xb.shape[0]

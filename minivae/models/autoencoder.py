@@ -162,18 +162,21 @@ class Autoencoder(Module):
         """Score a batch: x̂ = f_θ(g_φ(x)) and ‖x − x̂‖² per example."""
         return self.score(x, check=check)
 
-    def backward(self) -> None:
+    def backward(self, accumulate: bool = True) -> None:
         """Add ∂L/∂θ, ∂L/∂φ of L = mean_i ‖x_i − x̂_i‖² (the last forward) into ``grads``.
 
         The derivation is in the module docstring; each line below is one line of it.
+        ``accumulate=False`` writes ``grads`` instead (no ``zero_grad`` needed;
+        each parameter is used once per forward).
         """
         if self._batch is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
         n = self._batch
         dsse = self.backend.xp.full((n,), 1.0 / n, dtype=self.backend.dtype)  # ∂L/∂e_i = 1/n
         dout = self.cost.backward(dsse)       # ∂L/∂x̂ = −(2/n)(x − x̂)
-        dcode = self.decoder.backward(dout)   # through σ' = x̂(1 − x̂), then the Dense layers
-        self.encoder.backward(dcode, need_dx=False)  # ∂L/∂φ; ∂L/∂(input) is of no use
+        acc = accumulate
+        dcode = self.decoder.backward(dout, accumulate=acc)  # through σ' = x̂(1 − x̂), then Dense
+        self.encoder.backward(dcode, need_dx=False, accumulate=acc)  # ∂L/∂φ; ∂L/∂x is of no use
 
     def loss(self, x, check: bool = True) -> float:
         """Forward, and the batch cost mean_i ‖x_i − x̂_i‖² as a Python float."""

@@ -279,8 +279,9 @@ def memory_use(backend) -> dict:
     """The run's memory, for metrics.json: the process's peak resident set (MiB).
 
     ``peak_rss_mib`` is None where the OS does not report it (Windows); on CuPy
-    ``gpu_pool_mib`` adds what CuPy's memory pool holds on the device, which
-    it keeps for reuse, so it is the peak of the device arrays alive at once.
+    ``gpu_pool_mib`` adds what CuPy's memory pool holds on the device.  The
+    pool keeps freed blocks for reuse, so that is about the peak of the device
+    arrays alive at once (not measured on a GPU yet).
     """
     use = {"peak_rss_mib": None}
     try:

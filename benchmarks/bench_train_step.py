@@ -192,15 +192,15 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if min(args.batch_size) < 1 or min(args.threads) < 1 or args.seconds <= 0 or args.rounds < 1:
         p.error("batch sizes, threads and rounds must be positive, seconds > 0")
+    torch = None
     if args.compare_torch:
         try:
-            import torch  # noqa: F401  (only checks that it is installed)
+            import torch
         except ImportError:
             p.error("--compare-torch needs PyTorch (pip install torch)")
     if args.machine:
         info = machine()
-        if args.compare_torch:
-            import torch
+        if torch is not None:
             info["torch"] = {"version": torch.__version__,
                              "mkl": torch.backends.mkl.is_available(),
                              "mkldnn": torch.backends.mkldnn.is_available()}

@@ -70,8 +70,13 @@ def _time_rounds(step, be, seconds: float, min_steps: int = 5) -> list:
     return times
 
 
-def minivae_step(be, batch_size, threads):
-    """The step train_vae runs: split into row blocks on ``threads`` threads where it would."""
+def minivae_parts(be, batch_size: int, threads: int):
+    """``(opt, fwd_bwd, split)``: Adam on the benchmark's model and its forward + backward.
+
+    ``fwd_bwd`` computes the gradients for a fixed binary batch as train_vae
+    does: split into row blocks on ``threads`` threads where it would
+    (``split``), else serially, writing the gradients where the tree can.
+    """
     model = VAE(D, (H,), L, "relu", "bernoulli", backend=be)
     opt = Adam(model.params, model.grads, lr=1e-3)
     x = (be.uniform((batch_size, D)) < 0.3).astype(be.dtype)
@@ -80,16 +85,25 @@ def minivae_step(be, batch_size, threads):
     splitter = SplitBatchStep(model, threads) if split else None
     writes = "accumulate" in inspect.signature(model.backward).parameters   # older trees: no
 
-    def step():
-        if splitter is None and writes:
+    def fwd_bwd():
+        if splitter is not None:
+            splitter.step(x)
+        elif writes:
             model.forward(x, check=False)
             model.backward(accumulate=False)
-        elif splitter is None:
+        else:
             model.zero_grad()
             model.forward(x, check=False)
             model.backward()
-        else:
-            splitter.step(x)
+    return opt, fwd_bwd, split
+
+
+def minivae_step(be, batch_size, threads):
+    """The step train_vae runs: forward + backward (see :func:`minivae_parts`), then Adam."""
+    opt, fwd_bwd, split = minivae_parts(be, batch_size, threads)
+
+    def step():
+        fwd_bwd()
         opt.step()
     return step, split
 

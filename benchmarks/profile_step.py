@@ -43,7 +43,6 @@ profiles the serial step).
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import resource
 import statistics
@@ -55,19 +54,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_train_step import gemm_step  # noqa: E402
+from bench_train_step import gemm_step, minivae_parts  # noqa: E402
 from common import blas_kernel  # noqa: E402
 
 from minivae import layers, likelihoods  # noqa: E402
 from minivae.backend import get_backend  # noqa: E402
 from minivae.models.vae import VAE  # noqa: E402
-from minivae.optim import Adam  # noqa: E402
-
-try:                                       # trees from before the split-batch step
-    from minivae.parallel import SplitBatchStep
-    from minivae.train import SPLIT_BATCH_MIN
-except ImportError:  # pragma: no cover
-    SplitBatchStep, SPLIT_BATCH_MIN = None, None
 
 PARTS = {"dense_forward": (layers.Dense, "forward"), "dense_backward": (layers.Dense, "backward"),
          "activations": [(layers.ReLU, "forward"), (layers.ReLU, "backward")],
@@ -106,24 +98,8 @@ def timed_parts(totals: dict):
 
 def profile(batch_size: int, threads: int, steps: int) -> dict:
     be = get_backend("numpy", seed=0)
-    model = VAE(backend=be)
-    opt = Adam(model.params, model.grads, lr=1e-3)   # as bench_train_step.py
-    x = (be.uniform((batch_size, 784)) < 0.3).astype(be.dtype)
-    split = SplitBatchStep is not None and threads >= 2 and batch_size >= SPLIT_BATCH_MIN
-    splitter = SplitBatchStep(model, threads) if split else None
+    opt, fwd_bwd, split = minivae_parts(be, batch_size, threads)
     blocks = threads if split else 1
-    writes = "accumulate" in inspect.signature(model.backward).parameters   # older trees: no
-
-    def fwd_bwd():
-        if splitter is not None:
-            splitter.step(x)
-        elif writes:
-            model.forward(x, check=False)
-            model.backward(accumulate=False)
-        else:
-            model.zero_grad()
-            model.forward(x, check=False)
-            model.backward()
 
     def step():
         fwd_bwd()

@@ -25,24 +25,27 @@ Arrays are stored on the host (``backend.to_numpy``) and loaded onto whatever
 backend the reader asks for (``backend.to_device``), so a checkpoint written
 under CuPy loads under NumPy and the other way round.
 
-Writes are atomic: the archive goes to a temporary file in the same directory
-and is then renamed over the target, so an interrupted save never leaves a
-half-written checkpoint under the final name.  Every problem with a file (it
-is missing, not a zip, truncated, not a minivae checkpoint, of a newer format,
-of another architecture) raises :class:`CheckpointError` with a sentence that
-names the file and the problem.
+Writes are atomic (:func:`minivae.files.atomic_write`): the archive goes to a
+temporary file in the same directory and is then renamed over the target, so
+an interrupted save never leaves a half-written checkpoint under the final
+name.  Nothing that is not finite is ever written: a save of NaN or Inf weights
+or optimizer moments is refused.  Every problem with a file (it is missing,
+not a zip, truncated, not a minivae checkpoint, of a newer format, of another
+architecture, with metadata of the wrong types or non-finite weights) raises
+:class:`CheckpointError` with a sentence that names the file and the problem.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .files import atomic_write  # noqa: F401  (imported from here by older code)
+from .validation import first_nonfinite
 
 FORMAT = "minivae-checkpoint"
 FORMAT_VERSION = 2
@@ -50,27 +53,6 @@ FORMAT_VERSION = 2
 
 class CheckpointError(ValueError):
     """A checkpoint is missing, corrupt, truncated or does not fit the model."""
-
-
-def atomic_write(path, write) -> Path:
-    """Call ``write(file_object)`` on a temporary file, then rename it to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual mode
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def _is_scalar(v) -> bool:
@@ -102,6 +84,10 @@ def save_checkpoint(path, model, extra: dict | None = None, *, params: dict | No
             arrays.update({f"optim/{k}": be.to_numpy(v)
                            for k, v in optimizer_state.items() if not _is_scalar(v)})
             training["optimizer"] = {**training.get("optimizer", {}), "scalars": scalars}
+    bad = first_nonfinite({**arrays, **(training or {}).get("optimizer", {}).get("scalars", {})})
+    if bad is not None:
+        raise CheckpointError(f"refusing to write {str(path)!r}: {bad[0]} holds {bad[1]} NaN or "
+                              f"Inf values, and a checkpoint must hold a usable state")
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION,
             "model": type(model).__name__, "model_config": model.config(),
             "extra": extra or {}, "training": training}
@@ -137,6 +123,14 @@ def _read(path) -> tuple[dict, dict, dict]:
     if version > FORMAT_VERSION:
         raise CheckpointError(f"{name} has format version {version}; this minivae reads "
                               f"versions 1 to {FORMAT_VERSION} (upgrade minivae)")
+    for key, kind in (("model_config", dict), ("extra", dict)):
+        if not isinstance(meta.get(key, {}), kind):
+            raise CheckpointError(f"{name}: the metadata entry {key!r} must be a JSON object, "
+                                  f"found {type(meta[key]).__name__}")
+    bad = first_nonfinite({**params, **optim})
+    if bad is not None:
+        raise CheckpointError(f"{name}: {bad[0]} holds {bad[1]} NaN or Inf values; the file "
+                              f"does not hold a usable state")
     return meta, params, optim
 
 
@@ -183,13 +177,52 @@ def read_training_checkpoint(path) -> TrainingCheckpoint:
             f"{name} holds model weights only (format version {meta['format_version']}, no "
             f"optimizer or training state), so a run cannot resume from it; it still loads "
             f"with load_vae / load_model")
+    if not isinstance(training, dict):
+        raise CheckpointError(f"{name}: the training state must be a JSON object, found "
+                              f"{type(training).__name__}")
     missing = [k for k in TRAINING_KEYS if k not in training]
     if missing or "train_config" not in meta.get("extra", {}):
         raise CheckpointError(f"{name}: the training state is incomplete (missing "
                               f"{missing or ['train_config']})")
+    _check_training_state(name, training, meta["extra"]["train_config"])
     scalars = training["optimizer"].get("scalars", {})
     return TrainingCheckpoint(meta=meta, params=params, optimizer_state={**optim, **scalars},
                               training=training)
+
+
+def _is_count(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _check_training_state(name: str, t: dict, train_config) -> None:
+    """Raise CheckpointError unless every entry of the training state has the type it must.
+
+    A crafted or damaged file must fail here, with a sentence, rather than deep
+    inside the fit loop with a traceback.
+    """
+    def fail(what):
+        raise CheckpointError(f"{name}: the training state is not valid: {what}")
+
+    if not isinstance(train_config, dict):
+        fail(f"train_config must be a JSON object, found {type(train_config).__name__}")
+    if not _is_count(t["epoch"]):
+        fail(f"epoch must be a non-negative integer, found {t['epoch']!r}")
+    history = t["history"]
+    if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
+        fail(f"history must be a list of per-epoch objects, found {type(history).__name__}")
+    if len(history) != t["epoch"]:
+        fail(f"history has {len(history)} entries for {t['epoch']} epochs")
+    optimizer = t["optimizer"]
+    if not isinstance(optimizer, dict) or not isinstance(optimizer.get("scalars", {}), dict):
+        fail(f"optimizer must be an object with a 'scalars' object, found {optimizer!r}")
+    for k, v in optimizer.get("scalars", {}).items():   # counters, such as Adam's step t
+        if not _is_count(v):
+            fail(f"optimizer scalar {k!r} must be a non-negative integer, found {v!r}")
+    if not isinstance(t["rng"], dict):
+        fail(f"rng must be a JSON object, found {type(t['rng']).__name__}")
+    data = t.get("data", {})
+    if not isinstance(data, dict) or not all(_is_count(v) for v in data.values()):
+        fail(f"data must map names to example counts, found {data!r}")
 
 
 def load_optimizer_state(optimizer, state: dict, backend, source: str = "checkpoint") -> None:
@@ -231,6 +264,28 @@ def load_params(model, params: dict, source: str = "checkpoint") -> None:
         p[...] = model.backend.to_device(params[k], dtype=p.dtype)
 
 
+def _check_config_fits_weights(source: str, cfg: dict, params: dict) -> None:
+    """Refuse a stored config that asks for sizes the stored weights do not have.
+
+    Every width of a model (``input_dim``, each ``hidden`` width, ``latent_dim``,
+    ``bottleneck``) is a dimension of at least one of its weight matrices, and
+    every layer stores at least one array.  Checking that before the model is
+    built means a damaged or crafted config (``hidden: [1e9]``) is refused
+    instead of allocating memory it names; the shapes are checked one by one
+    when the weights are loaded.
+    """
+    dims = {d for a in params.values() for d in a.shape}
+    hidden = cfg.get("hidden", [])
+    hidden = [hidden] if isinstance(hidden, int) else hidden
+    if not isinstance(hidden, list) or len(hidden) > len(params):
+        raise CheckpointError(f"{source}: the stored config's hidden widths {hidden!r} do not "
+                              f"fit the {len(params)} stored arrays")
+    for w in [cfg[k] for k in ("input_dim", "latent_dim", "bottleneck") if k in cfg] + hidden:
+        if isinstance(w, bool) or not isinstance(w, int) or w not in dims:
+            raise CheckpointError(f"{source}: the stored config asks for a width {w!r} that "
+                                  f"none of the stored weights has")
+
+
 def _build_vae(cfg: dict, backend):
     from .models.vae import VAE
 
@@ -259,18 +314,7 @@ MODEL_BUILDERS = {"VAE": _build_vae, "Autoencoder": _build_autoencoder,
 
 def load_vae(path, backend=None):
     """Rebuild the VAE stored at ``path`` on ``backend`` (NumPy float32 by default)."""
-    from .backend import get_backend
-
-    meta, params = read_checkpoint(path)
-    if meta.get("model") != "VAE":
-        raise CheckpointError(f"{str(path)!r} holds a {meta.get('model')!r}, not a VAE")
-    try:
-        model = _build_vae(meta["model_config"], backend or get_backend("numpy"))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{str(path)!r}: the stored VAE config cannot be rebuilt "
-                              f"({exc})") from None
-    load_params(model, params, source=repr(str(path)))
-    return model
+    return _load(path, backend, only="VAE")
 
 
 def load_model(path, backend=None):
@@ -279,17 +323,24 @@ def load_model(path, backend=None):
     The model is built on ``backend`` (NumPy float32 by default) from the
     stored class name and constructor arguments, and its weights are loaded.
     """
+    return _load(path, backend)
+
+
+def _load(path, backend, only=None):
     from .backend import get_backend
 
     meta, params = read_checkpoint(path)
-    name = meta.get("model")
+    source, name = repr(str(path)), meta.get("model")
+    if only is not None and name != only:
+        raise CheckpointError(f"{source} holds a {name!r}, not a {only}")
     if name not in MODEL_BUILDERS:
-        raise CheckpointError(f"{str(path)!r} holds a {name!r} model; load_model knows "
+        raise CheckpointError(f"{source} holds a {name!r} model; load_model knows "
                               f"{', '.join(MODEL_BUILDERS)}")
+    _check_config_fits_weights(source, meta.get("model_config", {}), params)
     try:
         model = MODEL_BUILDERS[name](meta["model_config"], backend or get_backend("numpy"))
     except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{str(path)!r}: the stored {name} config cannot be rebuilt "
+        raise CheckpointError(f"{source}: the stored {name} config cannot be rebuilt "
                               f"({exc})") from None
-    load_params(model, params, source=repr(str(path)))
+    load_params(model, params, source=source)
     return model

@@ -1,36 +1,59 @@
 """Command-line front ends: argparse → config → library call.
 
 ``examples/train_vae.py`` is ``main_vae``; the parser pieces are shared so the
-other example scripts accept the same flags where they apply.  Errors in the
-input (unknown data set, missing data directory, bad numbers) end the program
-with ``error: …`` and exit status 2, not a traceback.
+other example scripts accept the same flags where they apply.  Every failure a
+user can cause or meet ends the program with one line and a status, never a
+traceback (:func:`run_guarded`):
+
+=====================================================  ======  =================================
+what happened                                          status  what was saved
+=====================================================  ======  =================================
+bad input: flags, data, checkpoint, ``--out``, memory  2       nothing
+training diverged (NaN or Inf)                         2       the last finite epoch's state
+the disk filled up, or another OSError                 2       files written before are intact
+Ctrl-C (SIGINT)                                        130     the last completed epoch's state
+SIGTERM                                                143     the last completed epoch's state
+=====================================================  ======  =================================
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .backend import BackendError
 from .checkpoint import CheckpointError
 from .data import BINARIZE, DATASETS
+from .interrupts import Terminated, sigterm_as_interrupt
+from .parallel import MAX_THREADS
+
+#: The exit status of a run stopped by each signal: 128 + the signal's number.
+EXIT_STATUS = {"SIGINT": 130, "SIGTERM": 143}
 
 
-def _integer_at_least(minimum: int, expected: str):
-    """An argparse type: an integer ≥ ``minimum``, else an error saying what was expected."""
+def _integer_in(minimum: int, expected: str, maximum: int | None = None):
+    """An argparse type: an integer in [minimum, maximum], else an error saying what was expected."""
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
-        if value < minimum:
+        if value < minimum or (maximum is not None and value > maximum):
             raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
         return value
     return parse
 
 
-positive_int = _integer_at_least(1, "a positive integer")
-non_negative_int = _integer_at_least(0, "a non-negative integer")
+positive_int = _integer_in(1, "a positive integer")
+non_negative_int = _integer_in(0, "a non-negative integer")
+
+
+def output_dir(text: str) -> str:
+    """An argparse type: a directory path, not the empty string."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a directory path, got {text!r}")
+    return text
 
 
 def positive_float(text: str) -> float:
@@ -79,8 +102,11 @@ def add_common_arguments(parser: argparse.ArgumentParser, out_default: str,
     g.add_argument("--optimizer", choices=("adam", "sgd"), default="adam", help="(default: adam)")
     g.add_argument("--lr", type=positive_float, default=1e-3, help="learning rate (default: 1e-3)")
     g.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default: 0.9)")
-    g.add_argument("--seed", type=int, default=0, help="seeds weights, noise and shuffling (default: 0)")
-    g.add_argument("--out", default=out_default, help=f"output directory (default: {out_default})")
+    g.add_argument("--seed", type=non_negative_int, default=0,
+                   help="seeds weights, noise and shuffling (default: 0)")
+    g.add_argument("--out", type=output_dir, default=out_default,
+                   help=f"output directory, checked before training starts "
+                        f"(default: {out_default})")
     g.add_argument("--no-progress", action="store_true", help="no progress bar within epochs")
 
 
@@ -90,8 +116,10 @@ def vae_parser() -> argparse.ArgumentParser:
         description="Train a variational autoencoder with hand-written gradients. Writes "
                     "metrics.json, checkpoint.npz (resumable), reconstructions.png, "
                     "samples.png, loss.png, loss_terms.png, latent_scatter.png and, for a 2-D "
-                    "latent, manifold.png into --out. Ctrl-C saves the state after the last "
-                    "completed epoch and exits with status 130.")
+                    "latent, manifold.png into --out. Ctrl-C (or SIGTERM) saves the state "
+                    "after the last completed epoch and exits with status 130 (143); a run "
+                    "that diverges saves the last finite epoch's state and exits with "
+                    "status 2.")
     add_common_arguments(parser, out_default="runs/vae")
     g = parser.add_argument_group("model")
     g.add_argument("--hidden", type=int_list, default=(400,),
@@ -116,10 +144,14 @@ def vae_parser() -> argparse.ArgumentParser:
                    help="at the end, estimate -log p(x) on the test set by importance "
                         "weighting with K samples per digit (the IWAE bound; 500 or 5000 in "
                         "papers) (default: skip)")
-    g.add_argument("--threads", type=positive_int, default=None, metavar="T",
+    g.add_argument("--threads", type=_integer_in(1, f"an integer from 1 to {MAX_THREADS}",
+                                                 MAX_THREADS),
+                   default=None, metavar="T",
                    help="NumPy: split every batch into T row blocks run on T threads, so the "
-                        "elementwise work uses T cores too (default: 2 for batches of 128 or "
-                        "more on a multi-core machine, else 1)")
+                        "elementwise work uses T cores too; ignored on CuPy. T changes results "
+                        "in the last bits only (see the README) and a resumed run keeps the "
+                        "stored T (default: 2 for batches of 128 or more on a multi-core "
+                        "machine, else 1)")
     g.add_argument("--save-every", type=non_negative_int, default=0, metavar="N",
                    help="also write the training checkpoint every N epochs; the final one is "
                         "always written (default: 0, only the final)")
@@ -183,26 +215,69 @@ def _resumed_config(config, path, given: set):
     return resumed
 
 
+def run_guarded(train, out, resume_hint=None):
+    """Run ``train()``; return ``(metrics, 0)``, or ``(None, status)`` after printing one line.
+
+    SIGTERM is handled like Ctrl-C while it runs.  Every way a run can end
+    early is turned into a sentence on stderr and the status of the module
+    docstring's table.  ``resume_hint(exc)``, when given, adds to the message
+    of an interrupted run how to continue it.
+    """
+    from .train import TrainingDiverged, TrainingInterrupted
+
+    def error(message) -> tuple:
+        print(f"error: {message}", file=sys.stderr)
+        return None, 2
+
+    try:
+        with sigterm_as_interrupt():
+            return train(), 0
+    except (ValueError, BackendError, CheckpointError, TrainingDiverged) as exc:
+        return error(exc)
+    except MemoryError as exc:
+        return error(f"out of memory{f' ({exc})' if str(exc) else ''}; choose smaller widths "
+                     f"(--hidden, --latent-dim) or a smaller --batch-size")
+    except OSError as exc:      # a full disk, a directory that vanished: files written before stay
+        return error(exc)
+    except TrainingInterrupted as exc:
+        if exc.path is None:
+            print(f"\ninterrupted ({exc.signal}): the state after epoch {exc.epoch} could not be "
+                  f"saved ({exc.save_error})", file=sys.stderr)
+        else:
+            hint = resume_hint(exc) if resume_hint is not None else ""
+            print(f"\ninterrupted ({exc.signal}): the state after epoch {exc.epoch} is saved in "
+                  f"{exc.path}{hint}", file=sys.stderr)
+        return None, EXIT_STATUS[exc.signal]
+    except KeyboardInterrupt as exc:
+        name = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
+        earlier = Path(out) / "checkpoint.npz"
+        left = f"; {earlier} is as an earlier save left it" if earlier.is_file() else ""
+        print(f"\ninterrupted ({name}) before this run saved anything{left}", file=sys.stderr)
+        return None, EXIT_STATUS[name]
+
+
 def main_vae(argv=None) -> int:
-    from .train import TrainingDiverged, TrainingInterrupted, train_vae
+    import shlex
+
+    from .train import figure_names, train_vae
 
     args = vae_parser().parse_args(argv)
     config = _vae_config(args)
-    try:
+
+    def train():
+        nonlocal config
         if args.resume is not None:
             config = _resumed_config(config, args.resume, _given_flags(argv))
-        metrics = train_vae(config, resume=args.resume)
-    except (ValueError, BackendError, CheckpointError, TrainingDiverged) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except TrainingInterrupted as exc:
-        print(f"\ninterrupted: the state after epoch {exc.epoch} is saved in {exc.path}; "
-              f"continue with: python examples/train_vae.py --resume {exc.path} "
-              f"--epochs {config.epochs} --out {config.out}", file=sys.stderr)
-        return 130
-    except KeyboardInterrupt:
-        print("\ninterrupted before training started; nothing was saved", file=sys.stderr)
-        return 130
+        return train_vae(config, resume=args.resume)
+
+    def resume_hint(exc) -> str:
+        return (f"; continue with: python examples/train_vae.py --resume "
+                f"{shlex.quote(str(exc.path))} --epochs {config.epochs} --out "
+                f"{shlex.quote(str(config.out))}")
+
+    metrics, status = run_guarded(train, args.out, resume_hint)
+    if metrics is None:
+        return status
     t = metrics["test"]
     print(f"test (z sampled, {t['n_examples']} digits): -ELBO {t['neg_elbo']:.3f} = "
           f"recon {t['recon']:.3f} + KL {t['kl']:.3f} nats per example; "
@@ -214,8 +289,6 @@ def main_vae(argv=None) -> int:
     if mem["peak_rss_mib"] is not None:
         gpu = f", CuPy pool {mem['gpu_pool_mib']:.0f} MiB" if "gpu_pool_mib" in mem else ""
         print(f"peak resident memory {mem['peak_rss_mib']:.0f} MiB{gpu}")
-    from .train import figure_names
-
     files = ["metrics.json", "checkpoint.npz", *figure_names(config.latent_dim)]
     print(f"wrote {', '.join(files)} into {config.out}")
     return 0
@@ -277,7 +350,7 @@ def denoising_parser() -> argparse.ArgumentParser:
 
 
 def _run_autoencoder(args, corruption=None, noise_level=None, clip=True) -> int:
-    from .train import AETrainConfig, TrainingDiverged, train_autoencoder
+    from .train import AETrainConfig, train_autoencoder
 
     config = AETrainConfig(
         backend=args.backend, dataset=args.dataset, data_dir=args.data_dir,
@@ -286,11 +359,12 @@ def _run_autoencoder(args, corruption=None, noise_level=None, clip=True) -> int:
         output=args.output, corruption=corruption, noise_level=noise_level, clip=clip,
         optimizer=args.optimizer, lr=args.lr, momentum=args.momentum, seed=args.seed,
         dtype=args.dtype, out=args.out, progress=not args.no_progress)
-    try:
-        metrics = train_autoencoder(config)
-    except (ValueError, BackendError, CheckpointError, TrainingDiverged) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    metrics, status = run_guarded(
+        lambda: train_autoencoder(config), args.out,
+        lambda exc: " (the weights only: an autoencoder run cannot be resumed; "
+                    "minivae.checkpoint.load_model reloads them)")
+    if metrics is None:
+        return status
     t = metrics["test"]
     print(f"test ({t['n_examples']} clean digits): squared error {t['sse_per_example']:.3f} per "
           f"example, MSE {t['mse_per_pixel']:.5f} per pixel")

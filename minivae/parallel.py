@@ -30,6 +30,10 @@ from .backend import Backend
 from .layers import MLP, Dense
 from .validation import positive_int
 
+#: At most this many row blocks (threads) per step: more than a machine's
+#: cores only adds overhead, and a mistyped count must not start 10⁶ threads.
+MAX_THREADS = 64
+
 
 def _dense_layers(model) -> list:
     """Every Dense layer of a VAE, in a fixed order."""
@@ -69,6 +73,8 @@ class SplitBatchStep:
 
     def __init__(self, model, threads: int = 2):
         threads = positive_int("threads", threads)
+        if threads > MAX_THREADS:
+            raise ValueError(f"threads must be at most {MAX_THREADS}, got {threads}")
         if model.backend.name != "numpy":
             raise ValueError("SplitBatchStep is for the NumPy backend; on a GPU one kernel "
                              "already uses the whole device")

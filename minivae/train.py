@@ -51,11 +51,14 @@ from pathlib import Path
 import numpy as np
 
 from .backend import BACKENDS, DTYPES, get_backend
-from .checkpoint import (CheckpointError, atomic_write, load_optimizer_state, load_params,
+from .checkpoint import (CheckpointError, load_optimizer_state, load_params,
                          read_training_checkpoint, save_checkpoint)
 from .corruption import CORRUPTIONS, corrupt_fixed, make_corruption
-from .data import BINARIZE, DATASETS, Minibatches, binarize_fixed, check_images, load_dataset
+from .data import (BINARIZE, DATASETS, DataError, Minibatches, binarize_fixed, check_images,
+                   load_dataset)
 from .evaluate import active_units, evaluate_elbo, iw_log_likelihood
+from .files import atomic_write, check_output_path, prepare_output_dir
+from .interrupts import interrupts_deferred, signal_name
 from .layers import ACTIVATIONS
 from .likelihoods import LIKELIHOODS
 from .models.autoencoder import OUTPUTS as AE_OUTPUTS
@@ -63,7 +66,8 @@ from .models.autoencoder import Autoencoder, evaluate_reconstruction
 from .models.denoising import DenoisingAutoencoder
 from .models.vae import VAE
 from .optim import OPTIMIZERS, make_optimizer
-from .validation import positive_int, positive_number
+from .parallel import MAX_THREADS
+from .validation import first_nonfinite, positive_int, positive_number
 
 
 #: Seed of the one fixed corruption of the test digits (the same for every run).
@@ -77,19 +81,45 @@ ACTIVE_UNIT_THRESHOLD = 0.01
 
 
 class TrainingDiverged(FloatingPointError):
-    """The loss became NaN or infinite."""
+    """The loss, the parameters or the optimizer's state became NaN or infinite.
+
+    ``epoch`` is the epoch in which it happened.  When the run writes files,
+    the last finite state was saved first: ``path`` is that checkpoint and
+    ``saved_epoch`` the epochs it holds (``path`` is None when nothing could be
+    written, and ``save_error`` then says why).
+    """
+
+    def __init__(self, message: str, epoch: int | None = None, path=None,
+                 saved_epoch: int | None = None, save_error: str | None = None):
+        super().__init__(message)
+        self.epoch, self.saved_epoch, self.save_error = epoch, saved_epoch, save_error
+        self.path = None if path is None else Path(path)
+
+    def after_save(self, path, saved_epoch: int, save_error: str | None) -> "TrainingDiverged":
+        """The same error, its message saying what was saved."""
+        if path is not None:
+            note = (f"; the state after epoch {saved_epoch}, the last finite one, is saved in "
+                    f"{path}")
+        else:
+            note = f"; the last finite state could not be saved ({save_error})"
+        return TrainingDiverged(f"{self}{note}", self.epoch, path, saved_epoch, save_error)
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C during training; the state after the last completed epoch was saved.
+    """Ctrl-C (or SIGTERM) during training; the state after the last completed epoch was saved.
 
     ``path`` is the checkpoint written, ``epoch`` the number of epochs it holds;
-    ``train_vae(config, resume=path)`` continues from there.
+    ``train_vae(config, resume=path)`` continues from there.  ``signal`` is
+    ``"SIGINT"`` or ``"SIGTERM"``.  When the save itself failed (a full disk),
+    ``path`` is None and ``save_error`` says why.
     """
 
-    def __init__(self, path, epoch: int):
-        super().__init__(f"training interrupted; the state after epoch {epoch} is saved in {path}")
-        self.path, self.epoch = Path(path), int(epoch)
+    def __init__(self, path, epoch: int, signal: str = "SIGINT", save_error: str | None = None):
+        what = (f"the state after epoch {epoch} is saved in {path}" if path is not None
+                else f"the state after epoch {epoch} could not be saved ({save_error})")
+        super().__init__(f"training interrupted ({signal}); {what}")
+        self.path = None if path is None else Path(path)
+        self.epoch, self.signal, self.save_error = int(epoch), signal, save_error
 
 
 @dataclass
@@ -122,8 +152,10 @@ class RunConfig:
                               ("dtype", DTYPES)):
             _check_choice(self, name, options)
         _check_positive_ints(self, "epochs", "batch_size")
+        _check_non_negative_ints(self, "seed")
         self.hidden = _checked_hidden(self.hidden)
         _check_positive_numbers(self, "lr")
+        check_output_path("out", self.out)
 
     def to_json(self) -> dict:
         d = dataclasses.asdict(self)
@@ -179,6 +211,8 @@ class TrainConfig(RunConfig):
         _check_non_negative_ints(self, "kl_warmup_epochs", "save_every", "iw_samples")
         if self.threads is not None:
             _check_positive_ints(self, "threads")
+            if self.threads > MAX_THREADS:
+                raise ValueError(f"threads must be at most {MAX_THREADS}, got {self.threads}")
         _check_positive_numbers(self, "beta")
         return self
 
@@ -198,8 +232,10 @@ class TrainConfig(RunConfig):
 #: The settings a resumed run may change: how far to go, where to write, how to
 #: show progress, what to evaluate at the end, where the data and the arrays
 #: live.  Every other setting of TrainConfig defines the run and must match the
-#: checkpoint's.
-RESUME_MAY_CHANGE = ("epochs", "out", "progress", "save_every", "iw_samples", "backend", "threads",
+#: checkpoint's; ``threads`` among them, since the split step rounds its
+#: gradient sums differently from the serial one (a resumed run with
+#: ``threads=None`` takes the stored count).
+RESUME_MAY_CHANGE = ("epochs", "out", "progress", "save_every", "iw_samples", "backend",
                      "data_dir", "download")
 
 
@@ -252,13 +288,74 @@ def _checked_hidden(hidden) -> tuple:
 
 
 def _load_checked_data(config, dataset, unit_interval: bool):
-    """``dataset``, or the one ``config.dataset`` names, with its images checked."""
+    """``dataset``, or the one ``config.dataset`` names, with its images checked.
+
+    Both splits must hold at least one example: a run cannot train on nothing,
+    and a mean over no test digits is not a number.
+    """
     data = dataset if dataset is not None else load_dataset(
         config.dataset, config.data_dir, download=config.download)
     check_images(data.x_train, name="x_train", unit_interval=unit_interval)
     check_images(data.x_test, name="x_test", width=data.x_train.shape[1],
                  unit_interval=unit_interval)
+    for name in ("x_train", "x_test"):
+        if getattr(data, name).shape[0] == 0:
+            raise DataError(f"{name} of {data.name!r} has no examples; a run needs at least "
+                            f"one training and one test example")
     return data
+
+
+def dense_parameter_count(widths) -> int:
+    """Weights and biases of a chain of Dense layers widths[0] → widths[1] → …: Σ (a·b + b)."""
+    widths = list(widths)
+    return sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
+
+
+#: The activations a training step keeps per row and per unit of width, in
+#: arrays of the run's dtype: a layer's input, its pre-activation, and the
+#: gradients flowing back through both (an estimate, for the memory check).
+ACTIVATION_COPIES = 4
+
+
+def _memory_of_device(backend):
+    """Bytes of memory the backend's arrays live in (the GPU's, or the machine's RAM), or None."""
+    if backend.name == "cupy":
+        return int(backend.xp.cuda.Device().mem_info[1])
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - not POSIX
+        return None
+
+
+def check_fits_in_memory(config, backend, what: str, n_params: int, widths, n_rows: int,
+                         threads: int = 1) -> None:
+    """Raise ValueError when a run would need more memory than the device has, before allocating.
+
+    The estimate, in bytes of ``config.dtype``::
+
+        n_params · (2 + s + (T − 1))           θ and ∇θ; s = 2 Adam moments (1 for SGD);
+                                               each extra split-step block's ∇θ
+      + B · Σ widths · ACTIVATION_COPIES       the activations of a batch of B rows
+      + N · D                                  the training data, on the device
+
+    It is a lower bound on what the run allocates, so a run it refuses could
+    not run; it exists so that a mistyped ``--hidden 4000000`` is an error
+    message, not a machine swapping itself to a halt or the OOM killer.
+    """
+    limit = _memory_of_device(backend)
+    if limit is None:
+        return
+    itemsize = np.dtype(config.dtype).itemsize
+    state = 2 + (2 if config.optimizer == "adam" else 1) + (threads - 1)
+    batch = min(config.batch_size, n_rows)
+    need = itemsize * (n_params * state + batch * sum(widths) * ACTIVATION_COPIES
+                       + n_rows * widths[0])
+    if need > limit:
+        raise ValueError(
+            f"the {what} has {n_params:,} parameters and needs at least {need / 2**30:,.1f} GiB "
+            f"to train in {config.dtype} (parameters, gradients and optimizer state, a batch of "
+            f"{batch}, the data), more than the {limit / 2**30:,.1f} GiB of memory on this "
+            f"{'GPU' if backend.name == 'cupy' else 'machine'}; choose smaller widths or batch size")
 
 
 def _optimizer_for(config, model):
@@ -267,12 +364,34 @@ def _optimizer_for(config, model):
     return make_optimizer(config.optimizer, model.params, model.grads, config.lr, **opt_kwargs)
 
 
-def _output_dir(config):
-    """``config.out`` as a Path, created; None when the run writes no files."""
-    out = Path(config.out) if config.out else None
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-    return out
+def _saved_on_stop(save):
+    """Call ``save()`` for a run that is stopping; return ``(path, None)`` or ``(None, reason)``.
+
+    Ctrl-C and SIGTERM are held back while it writes (a second Ctrl-C must not
+    cut the last save short), and an OSError (a full disk) is returned as the
+    reason instead of hiding why the run stopped.
+    """
+    with interrupts_deferred(deliver=False):
+        try:
+            return save(), None
+        except OSError as exc:
+            return None, str(exc)
+
+
+def _check_finite_loss(loss: float, epoch: int, hint: str) -> None:
+    """Raise TrainingDiverged when an epoch's mean training loss is NaN or infinite."""
+    if not math.isfinite(loss):
+        raise TrainingDiverged(f"the training loss became {loss} in epoch {epoch}; {hint}",
+                               epoch=epoch)
+
+
+def _check_finite_state(epoch: int, arrays: dict, what: str, hint: str) -> None:
+    """Raise TrainingDiverged naming the first entry of ``arrays`` that holds NaN or Inf."""
+    bad = first_nonfinite(arrays)
+    if bad is not None:
+        raise TrainingDiverged(
+            f"after epoch {epoch} the {what} {bad[0]} holds {bad[1]} NaN or Inf values although "
+            f"the training loss was finite (an update overflowed); {hint}", epoch=epoch)
 
 
 def memory_use(backend) -> dict:
@@ -299,12 +418,6 @@ def memory_use(backend) -> dict:
 def _write_metrics(out: Path, metrics: dict) -> None:
     atomic_write(out / "metrics.json",
                  lambda f: f.write((json.dumps(metrics, indent=2) + "\n").encode()))
-
-
-def _save_model_and_metrics(out: Path, model, metrics: dict) -> None:
-    """checkpoint.npz (weights and the run's config) and metrics.json, each written atomically."""
-    save_checkpoint(out / CHECKPOINT_NAME, model, extra={"train_config": metrics["config"]})
-    _write_metrics(out, metrics)
 
 
 # -- the state a VAE run resumes from -------------------------------------------
@@ -436,21 +549,47 @@ def train_vae(config: TrainConfig | None = None, dataset=None, return_model: boo
     ``config.epochs`` epochs in total.  ``config`` must agree with the stored
     config except in :data:`RESUME_MAY_CHANGE`, else :class:`CheckpointError`.
 
-    Ctrl-C (KeyboardInterrupt) while training or evaluating, when ``config.out``
-    is set, writes the checkpoint of the last completed epoch and raises
-    :class:`TrainingInterrupted`, a KeyboardInterrupt that names the file.
+    Nothing is lost when a run stops early.  ``config.out`` is checked (created,
+    written to) before any work.  After every epoch the parameters and the
+    optimizer's state are checked to be finite, and only a finite state is
+    ever saved.  When the loss or that state becomes NaN or Inf, the state
+    after the last finite epoch is saved and :class:`TrainingDiverged` says
+    where.  Ctrl-C (KeyboardInterrupt; SIGTERM too under
+    :func:`minivae.interrupts.sigterm_as_interrupt`, as the command line runs)
+    while training or evaluating saves the state after the last completed
+    epoch and raises :class:`TrainingInterrupted`, a KeyboardInterrupt that
+    names the file; a second Ctrl-C during that save is held back until it is
+    written.  The final checkpoint is written before the final evaluation, so
+    a run killed while evaluating (a large ``iw_samples``) keeps its weights.
+
+    ``config.threads=None`` resolves to a thread count (see
+    :func:`resolve_threads`) that is stored in the config the run writes, and
+    a resumed run with ``threads=None`` takes the stored count, so it
+    continues exactly as the straight run would have.
     """
     config = (config or TrainConfig()).validate()
+    out = prepare_output_dir(config.out, [CHECKPOINT_NAME, "metrics.json",
+                                          *figure_names(config.latent_dim)])
     ckpt = source = None
     if resume is not None:
         source = repr(str(resume))
         ckpt = read_training_checkpoint(resume)
+        config = _with_stored_threads(config, ckpt)
         _check_resumable(config, ckpt, source)
     backend = get_backend(config.backend, dtype=config.dtype, seed=config.seed)
     data = _load_checked_data(config, dataset, unit_interval=config.likelihood == "bernoulli")
+    D, widths = data.x_train.shape[1], config.hidden
+    check_fits_in_memory(
+        config, backend, f"{D}-{'-'.join(map(str, widths))}-{config.latent_dim} VAE",
+        dense_parameter_count([D, *widths]) + 2 * dense_parameter_count([widths[-1],
+                                                                         config.latent_dim])
+        + dense_parameter_count([config.latent_dim, *reversed(widths), D]),
+        [D, *widths, 2 * config.latent_dim, *reversed(widths), D], len(data.x_train),
+        threads=config.threads or 1)
 
-    model = VAE(input_dim=data.x_train.shape[1], hidden=config.hidden, latent_dim=config.latent_dim,
+    model = VAE(input_dim=D, hidden=config.hidden, latent_dim=config.latent_dim,
                 activation=config.activation, likelihood=config.likelihood, backend=backend)
+    config = dataclasses.replace(config, threads=resolve_threads(config, model))
     optimizer = _optimizer_for(config, model)
     splitter = _splitter_for(config, model)
     binarize = config.resolved_binarize()
@@ -465,37 +604,53 @@ def train_vae(config: TrainConfig | None = None, dataset=None, return_model: boo
     start, history = 0, []
     if ckpt is not None:
         start, history = _restore(model, optimizer, batches, ckpt, config, sizes[0], source)
-    out = _output_dir(config)
     print(f"minivae: {model.num_params():,} parameters, {sizes[0]} training and "
           f"{sizes[1]} test examples of {config.dataset}, {backend}", flush=True)
     if ckpt is not None:
         print(f"resuming {source} after epoch {start} of {config.epochs}", flush=True)
+
+    def save(snapshot):
+        with interrupts_deferred():      # a Ctrl-C arriving now takes effect once it is written
+            return _save_training_checkpoint(out / CHECKPOINT_NAME, model, config, snapshot,
+                                             sizes)
+
+    hint = (f"try a smaller learning rate than {config.lr}"
+            + (f" or beta than {config.beta}" if config.beta != 1 else "") + " or dtype float64")
     snap = _take_snapshot(model, optimizer, batches, start, history)
     try:
         for epoch in range(start + 1, config.epochs + 1):
             history.append(_vae_epoch(model, optimizer, batches, x_test, config, epoch,
-                                      splitter))
-            snap = _take_snapshot(model, optimizer, batches, epoch, history)
+                                      splitter, hint))
+            taken = _take_snapshot(model, optimizer, batches, epoch, history)
+            _check_finite_state(epoch, taken.params, "parameter", hint)
+            _check_finite_state(epoch, taken.optimizer_state, "optimizer state", hint)
+            snap = taken
             # printed once the epoch is safe in the snapshot: a Ctrl-C after this
             # line is seen saves this epoch
             print(_epoch_line(history[-1], config), flush=True)
             if out is not None and config.save_every and epoch % config.save_every == 0 \
                     and epoch < config.epochs:
-                _save_training_checkpoint(out / CHECKPOINT_NAME, model, config, snap, sizes)
+                save(snap)
+        if out is not None:
+            save(snap)                   # before the final evaluation, which may be long
         metrics = {"config": config.to_json(), "history": history,
                    "test": final_test_metrics(model, x_test, config),
                    "memory": memory_use(backend)}
         if ckpt is not None:
             metrics["resumed_from"] = {"checkpoint": str(resume), "epoch": start}
         if out is not None:
-            _save_training_checkpoint(out / CHECKPOINT_NAME, model, config, snap, sizes)
             _write_metrics(out, metrics)
             write_figures(out, model, history, x_test_host, data.y_test, data.image_shape)
-    except KeyboardInterrupt:
+    except TrainingDiverged as exc:
         if out is None:
             raise
-        path = _save_training_checkpoint(out / CHECKPOINT_NAME, model, config, snap, sizes)
-        raise TrainingInterrupted(path, snap.epoch) from None
+        path, error = _saved_on_stop(lambda: save(snap))
+        raise exc.after_save(path, snap.epoch, error) from None
+    except KeyboardInterrupt as exc:
+        if out is None:
+            raise
+        path, error = _saved_on_stop(lambda: save(snap))
+        raise TrainingInterrupted(path, snap.epoch, signal_name(exc), error) from None
     return (metrics, model) if return_model else metrics
 
 
@@ -507,20 +662,51 @@ def train_vae(config: TrainConfig | None = None, dataset=None, return_model: boo
 SPLIT_BATCH_MIN = 128
 
 
+def resolve_threads(config, model) -> int:
+    """The number of row blocks T the training step splits each batch into.
+
+    ``config.threads`` when given; for None the automatic choice: 2 on NumPy
+    for batches of ≥ SPLIT_BATCH_MIN rows on a machine with 2 cores or more
+    (and a likelihood without parameters), else 1.  Only NumPy splits: on CuPy
+    one kernel already uses the whole device, so any T there is 1 (with a
+    note when more was asked for).
+
+    T changes the numbers in the last bits, not their meaning: the split step
+    adds T blocks' gradient sums where the serial step takes one sum over the
+    batch, and float addition is not associative.  Same seed and same T give
+    bit-identical runs; another T gives the same loss curve to float rounding.
+    """
+    if model.backend.name != "numpy":
+        if config.threads not in (None, 1):
+            print(f"note: threads={config.threads} is ignored on {model.backend.name}: the "
+                  f"split-batch step is for NumPy on CPU cores", file=sys.stderr, flush=True)
+        return 1
+    if config.threads is not None:
+        return config.threads
+    auto = (config.batch_size >= SPLIT_BATCH_MIN and (os.cpu_count() or 1) >= 2
+            and not model.likelihood.params)
+    return 2 if auto else 1
+
+
+def _with_stored_threads(config, ckpt):
+    """``config`` with ``threads=None`` replaced by the thread count the checkpoint's run used."""
+    stored = ckpt.train_config.get("threads")
+    if config.threads is not None or isinstance(stored, bool) or not isinstance(stored, int):
+        return config        # (a stored value that is not a count is refused by _check_resumable)
+    return dataclasses.replace(config, threads=stored)
+
+
 def _splitter_for(config, model):
-    """A :class:`~minivae.parallel.SplitBatchStep` when ``config.threads`` asks for one."""
-    threads = config.threads
-    if threads is None:
-        auto = (model.backend.name == "numpy" and config.batch_size >= SPLIT_BATCH_MIN
-                and (os.cpu_count() or 1) >= 2 and not model.likelihood.params)
-        threads = 2 if auto else 1
+    """A :class:`~minivae.parallel.SplitBatchStep` when the resolved thread count is above 1."""
+    threads = resolve_threads(config, model)
     if threads == 1:
         return None
     from .parallel import SplitBatchStep
     return SplitBatchStep(model, threads)
 
 
-def _vae_epoch(model, optimizer, batches, x_test, config, epoch: int, splitter=None) -> dict:
+def _vae_epoch(model, optimizer, batches, x_test, config, epoch: int, splitter,
+               hint: str) -> dict:
     """One pass over the training batches, then the test ELBO; returns the history entry."""
     t0 = time.perf_counter()
     xp, dtype = model.backend.xp, model.backend.dtype
@@ -551,10 +737,7 @@ def _vae_epoch(model, optimizer, batches, x_test, config, epoch: int, splitter=N
         if bar is not None:
             bar.close()
     train_recon, train_kl = float(recon_sum) / n_seen, float(kl_sum) / n_seen
-    if not math.isfinite(train_recon + train_kl):
-        raise TrainingDiverged(
-            f"the training loss became {train_recon + train_kl} in epoch {epoch}; "
-            f"try a smaller learning rate than {config.lr} or dtype float64")
+    _check_finite_loss(train_recon + train_kl, epoch, hint)
     test = evaluate_elbo(model, x_test, n_samples=config.eval_samples, check=False)
     seconds = time.perf_counter() - t0
     return {"epoch": epoch, "train_neg_elbo": train_recon + train_kl,
@@ -716,12 +899,18 @@ def train_autoencoder(config: AETrainConfig | None = None, dataset=None,
     model is scored on the same x̃.
     """
     config = (config or AETrainConfig()).validate()
+    out = prepare_output_dir(config.out, AE_OUTPUT_FILES)
     backend = get_backend(config.backend, dtype=config.dtype, seed=config.seed)
     corruption = config.make_corruption()
     data = _load_checked_data(config, dataset,
                               unit_interval=config.output == "sigmoid" or corruption is not None)
+    D, widths = data.x_train.shape[1], [*config.hidden, config.bottleneck]
+    check_fits_in_memory(config, backend, f"{D}-{'-'.join(map(str, widths))} autoencoder",
+                         dense_parameter_count([D, *widths])
+                         + dense_parameter_count([*reversed(widths), D]),
+                         [D, *widths, *reversed(widths[:-1]), D], len(data.x_train))
 
-    architecture = dict(input_dim=data.x_train.shape[1], hidden=config.hidden,
+    architecture = dict(input_dim=D, hidden=config.hidden,
                         bottleneck=config.bottleneck, activation=config.activation,
                         output=config.output, backend=backend)
     model = Autoencoder(**architecture) if corruption is None else \
@@ -736,18 +925,59 @@ def train_autoencoder(config: AETrainConfig | None = None, dataset=None,
         x_test_tilde_host = corrupt_fixed(corruption, x_test_host, seed=CORRUPTED_TEST_SEED)
         x_test_tilde = backend.to_device(x_test_tilde_host)
 
-    out = _output_dir(config)
     history = []
-    use_bar = config.progress and sys.stderr is not None
     kind = "autoencoder" if corruption is None else \
         f"denoising autoencoder ({corruption.describe()})"
     print(f"minivae: {kind}, {model.num_params():,} parameters, {len(data.x_train)} training "
           f"and {len(data.x_test)} test examples of {config.dataset}, {backend}", flush=True)
-    for epoch in range(1, config.epochs + 1):
-        t0 = time.perf_counter()
-        bar = _progress_bar(len(batches), epoch, config.epochs) if use_bar else None
-        sse_sum = backend.xp.zeros((), dtype=backend.dtype)
-        n_seen = 0
+
+    def save(epoch_params):     # the checkpoint of an autoencoder run holds its weights only
+        with interrupts_deferred():
+            return save_checkpoint(out / CHECKPOINT_NAME, model, params=epoch_params,
+                                   extra={"train_config": config.to_json()})
+
+    hint = f"try a smaller learning rate than {config.lr} or dtype float64"
+    saved_epoch, snap = 0, {k: _host_copy(backend, v) for k, v in model.params.items()}
+    try:
+        for epoch in range(1, config.epochs + 1):
+            entry, line = _ae_epoch(model, optimizer, batches, x_test, x_test_tilde, config,
+                                    epoch, hint)
+            taken = {k: _host_copy(backend, v) for k, v in model.params.items()}
+            _check_finite_state(epoch, taken, "parameter", hint)
+            _check_finite_state(epoch, optimizer.state_dict(), "optimizer state", hint)
+            history.append(entry)
+            saved_epoch, snap = epoch, taken
+            print(line, flush=True)
+        if out is not None:
+            save(snap)                   # before the final evaluation
+        metrics = {"config": config.to_json(), "history": history,
+                   "test": _final_squared_errors(model, x_test, x_test_tilde, corruption),
+                   "memory": memory_use(model.backend)}
+        if out is not None:
+            write_autoencoder_outputs(out, model, metrics, x_test_host, x_test_tilde_host,
+                                      data.image_shape)
+    except TrainingDiverged as exc:
+        if out is None:
+            raise
+        path, error = _saved_on_stop(lambda: save(snap))
+        raise exc.after_save(path, saved_epoch, error) from None
+    except KeyboardInterrupt as exc:
+        if out is None:
+            raise
+        path, error = _saved_on_stop(lambda: save(snap))
+        raise TrainingInterrupted(path, saved_epoch, signal_name(exc), error) from None
+    return (metrics, model) if return_model else metrics
+
+
+def _ae_epoch(model, optimizer, batches, x_test, x_test_tilde, config, epoch: int, hint: str):
+    """One pass over the training batches, then the test errors; return (history entry, line)."""
+    backend = model.backend
+    t0 = time.perf_counter()
+    bar = _progress_bar(len(batches), epoch, config.epochs) \
+        if config.progress and sys.stderr is not None else None
+    sse_sum = backend.xp.zeros((), dtype=backend.dtype)
+    n_seen = 0
+    try:
         for xb in batches:
             o = model.forward(xb, check=False)   # the denoising model draws x̃ ~ χ(x̃|x) here
             model.backward(accumulate=False)     # grads ← ∂L/∂θ
@@ -758,31 +988,31 @@ def train_autoencoder(config: AETrainConfig | None = None, dataset=None,
                 bar.update(1)
                 if bar.n % 10 == 0:
                     bar.set_postfix(sse=f"{float(sse_sum) / n_seen:.2f}")
-        train_sse = float(sse_sum) / n_seen
+    finally:
         if bar is not None:
             bar.close()
-        if not math.isfinite(train_sse):
-            raise TrainingDiverged(
-                f"the training loss became {train_sse} in epoch {epoch}; "
-                f"try a smaller learning rate than {config.lr} or dtype float64")
-        test = _squared_errors(model, x_test, x_test_tilde)
-        seconds = time.perf_counter() - t0
-        entry = {"epoch": epoch, "train_sse_per_example": train_sse,
-                 "train_mse_per_pixel": train_sse / model.input_dim,
-                 "test_sse_per_example": test["clean"]["sse_per_example"],
-                 "test_mse_per_pixel": test["clean"]["mse_per_pixel"]}
-        line = (f"epoch {epoch:3d}/{config.epochs}  train SSE {train_sse:8.3f}  "
-                f"test SSE {test['clean']['sse_per_example']:8.3f} "
-                f"(MSE {test['clean']['mse_per_pixel']:.5f})")
-        if "corrupted" in test:
-            entry["test_corrupted_sse_per_example"] = test["corrupted"]["sse_per_example"]
-            entry["test_corrupted_mse_per_pixel"] = test["corrupted"]["mse_per_pixel"]
-            line += (f"  corrupted test SSE {test['corrupted']['sse_per_example']:8.3f} "
-                     f"(MSE {test['corrupted']['mse_per_pixel']:.5f})")
-        entry["seconds"] = seconds
-        history.append(entry)
-        print(f"{line}  {seconds:.1f}s", flush=True)
+    train_sse = float(sse_sum) / n_seen
+    _check_finite_loss(train_sse, epoch, hint)
+    test = _squared_errors(model, x_test, x_test_tilde)
+    seconds = time.perf_counter() - t0
+    entry = {"epoch": epoch, "train_sse_per_example": train_sse,
+             "train_mse_per_pixel": train_sse / model.input_dim,
+             "test_sse_per_example": test["clean"]["sse_per_example"],
+             "test_mse_per_pixel": test["clean"]["mse_per_pixel"]}
+    line = (f"epoch {epoch:3d}/{config.epochs}  train SSE {train_sse:8.3f}  "
+            f"test SSE {test['clean']['sse_per_example']:8.3f} "
+            f"(MSE {test['clean']['mse_per_pixel']:.5f})")
+    if "corrupted" in test:
+        entry["test_corrupted_sse_per_example"] = test["corrupted"]["sse_per_example"]
+        entry["test_corrupted_mse_per_pixel"] = test["corrupted"]["mse_per_pixel"]
+        line += (f"  corrupted test SSE {test['corrupted']['sse_per_example']:8.3f} "
+                 f"(MSE {test['corrupted']['mse_per_pixel']:.5f})")
+    entry["seconds"] = seconds
+    return entry, f"{line}  {seconds:.1f}s"
 
+
+def _final_squared_errors(model, x_test, x_test_tilde, corruption) -> dict:
+    """The final ``"test"`` object of an autoencoder run (see :func:`train_autoencoder`)."""
     final = _squared_errors(model, x_test, x_test_tilde)
     units = {"n_examples": int(x_test.shape[0]), "pixels_per_example": model.input_dim,
              "units": "sse_per_example: squared error summed over the pixels, mean over the "
@@ -796,17 +1026,19 @@ def train_autoencoder(config: AETrainConfig | None = None, dataset=None,
             "input_mse_per_pixel": float((r * r).mean()),
             "what": "reconstructions of the corrupted test digits x̃, scored against the clean "
                     "digits; input_mse_per_pixel scores x̃ itself"}
-    metrics = {"config": config.to_json(), "history": history, "test": test_metrics,
-               "memory": memory_use(model.backend)}
-    if out is not None:
-        write_autoencoder_outputs(out, model, metrics, x_test_host, x_test_tilde_host,
-                                  data.image_shape)
-    return (metrics, model) if return_model else metrics
+    return test_metrics
+
+
+#: The files an autoencoder run writes into ``config.out``.
+AE_OUTPUT_FILES = (CHECKPOINT_NAME, "metrics.json", "reconstructions.png", "loss.png")
 
 
 def write_autoencoder_outputs(out: Path, model, metrics: dict, x_test_host, x_test_tilde_host,
                               image_shape) -> None:
-    """Write metrics.json, checkpoint.npz, reconstructions.png and loss.png into ``out``.
+    """Write metrics.json, reconstructions.png and loss.png into ``out``.
+
+    (checkpoint.npz is written by :func:`train_autoencoder` before the final
+    evaluation.)
 
     reconstructions.png shows 10 test digits: clean above their reconstructions
     for the autoencoder; clean, corrupted (x̃) and the reconstruction of x̃ for
@@ -815,7 +1047,7 @@ def write_autoencoder_outputs(out: Path, model, metrics: dict, x_test_host, x_te
     from . import plots
 
     backend = model.backend
-    _save_model_and_metrics(out, model, metrics)
+    _write_metrics(out, metrics)
     x = x_test_host[:10]
     if x_test_tilde_host is None:
         rows = [x, backend.to_numpy(model.reconstruct(x))]

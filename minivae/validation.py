@@ -27,3 +27,28 @@ def positive_number(name: str, value) -> float:
             or not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a positive finite number, got {value!r}")
     return float(value)
+
+
+def first_nonfinite(arrays: dict):
+    """``(key, count)`` of the first entry of ``arrays`` holding NaN or ±Inf, else None.
+
+    The values may be NumPy or CuPy arrays or plain numbers (such as Adam's
+    step count); ``count`` is how many of the entry's elements are not finite.
+    Used before every save and after every epoch, so a blow-up is caught
+    before it is written anywhere.
+    """
+    from .backend import array_module
+
+    for key, value in arrays.items():
+        if isinstance(value, (bool, np.bool_, int, np.integer)):
+            continue
+        if isinstance(value, (float, np.floating)):
+            if not math.isfinite(value):
+                return key, 1
+            continue
+        xp = array_module(value)
+        if value.dtype.kind in "fc":
+            bad = int(value.size - xp.isfinite(value).sum())
+            if bad:
+                return key, bad
+    return None

@@ -206,7 +206,7 @@ def test_cli_ctrl_c_exits_130_with_a_message(tmp_path, capsys, monkeypatch):
     assert code == 130
     err = capsys.readouterr().err
     assert "Traceback" not in err
-    assert "interrupted: the state after epoch 1 is saved in" in err and "--resume" in err
+    assert "interrupted (SIGINT): the state after epoch 1 is saved in" in err and "--resume" in err
     assert read_training_checkpoint(tmp_path / "checkpoint.npz").training["epoch"] == 1
 
 
@@ -329,5 +329,5 @@ def test_sigint_to_the_example_script_saves_and_exits_130(tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, err
-    assert "Traceback" not in err and "interrupted: the state after epoch" in err
+    assert "Traceback" not in err and "interrupted (SIGINT): the state after epoch" in err
     assert read_training_checkpoint(tmp_path / "checkpoint.npz").training["epoch"] >= 2

@@ -24,12 +24,13 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
 from minivae import plots
+from minivae.cli import integer_in, non_negative_int, output_dir, positive_int, run_guarded
 from minivae.data import binarize_fixed, load_dataset
+from minivae.files import atomic_write, prepare_output_dir
 from minivae.inference import float64_copy, log_normal_diag, vae_log_likelihood, vae_posterior_grid
 from minivae.train import TrainConfig, train_vae
 
@@ -63,21 +64,30 @@ def importance_sampled_log_px(model, x, mu_q, logvar_q, k, rng):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--epochs", type=int, default=100, help="training epochs (default 100, ~20 s)")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--epochs", type=positive_int, default=100,
+                    help="training epochs (default 100, ~20 s)")
+    ap.add_argument("--seed", type=non_negative_int, default=0)
     ap.add_argument("--backend", choices=["numpy", "cupy", "auto"], default="numpy")
-    ap.add_argument("--digits", type=int, default=4,
+    ap.add_argument("--digits", type=integer_in(1, "an integer from 1 to 10", 10), default=4,
                     help="how many test digits (of distinct classes, at most 10)")
-    ap.add_argument("--grid", type=int, default=301, help="cells per axis of the posterior's grid")
-    ap.add_argument("--out", default="runs/approximate_inference", help="output directory")
+    ap.add_argument("--grid", type=integer_in(30, f"an integer from 30 to {MAX_GRID}", MAX_GRID),
+                    default=301, help=f"cells per axis of the posterior's grid, 30 to {MAX_GRID}")
+    ap.add_argument("--out", type=output_dir, default="runs/approximate_inference",
+                    help="output directory")
     args = ap.parse_args(argv)
-    if not 1 <= args.digits <= 10:
-        ap.error(f"--digits must be between 1 and 10, got {args.digits}")
-    if args.grid < 30 or args.epochs < 1:
-        ap.error("--grid must be ≥ 30 and --epochs ≥ 1")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    # every failure (no GPU for --backend cupy, an unwritable --out, Ctrl-C) is one line
+    _, status = run_guarded(lambda: run(args), args.out)
+    return status
 
+
+#: The finest grid per axis: a grid of n² cells decodes n² latent points per digit (plus a
+#: coarser check grid), so the bound keeps a mistyped --grid from running for hours.
+MAX_GRID = 1001
+
+
+def run(args):
+    """Train, integrate, print the table, write the figure and numbers.json; return the numbers."""
+    out = prepare_output_dir(args.out, ["posterior.png", "numbers.json"])
     t0 = time.perf_counter()
     metrics, model = train_vae(TrainConfig(latent_dim=2, epochs=args.epochs, seed=args.seed,
                                            backend=args.backend, out=None, progress=False),
@@ -128,10 +138,11 @@ def main(argv=None):
                          "grid": n, "model": "784-400-2, relu, bernoulli"},
               "test_neg_elbo": metrics["test"]["neg_elbo"], "digits": rows,
               "seconds": {"train": t_train, "total": time.perf_counter() - t0}}
-    (out / "numbers.json").write_text(json.dumps(result, indent=2) + "\n")
+    text = json.dumps(result, indent=2) + "\n"
+    atomic_write(out / "numbers.json", lambda f: f.write(text.encode()))
     print(f"wrote {out / 'posterior.png'} and {out / 'numbers.json'} "
           f"({time.perf_counter() - t0:.0f} s, of which training {t_train:.0f} s)")
-    return 0
+    return result
 
 
 if __name__ == "__main__":

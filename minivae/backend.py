@@ -87,9 +87,15 @@ class Backend:
         """Copy host data onto this backend's device, as ``dtype``.
 
         ``dtype`` defaults to the backend's float dtype; pass another (for
-        example ``"int64"`` for labels) to keep integers integral.
+        example ``"int64"`` for labels) to keep integers integral.  Only real
+        numbers enter: complex data (whose imaginary part a cast would drop
+        with no more than a warning), strings and objects raise ValueError.
         """
         dtype = self.dtype if dtype is None else np.dtype(dtype)
+        kind = a.dtype.kind if hasattr(a, "dtype") else np.asarray(a).dtype.kind
+        if kind not in "biuf":
+            found = a.dtype if hasattr(a, "dtype") else np.asarray(a).dtype
+            raise ValueError(f"expected an array of real numbers, got dtype {found}")
         if self.name == "cupy":
             return self.xp.asarray(a, dtype=dtype)
         return np.asarray(self.to_numpy(a), dtype=dtype)

@@ -32,7 +32,7 @@ from .parallel import MAX_THREADS
 EXIT_STATUS = {"SIGINT": 130, "SIGTERM": 143}
 
 
-def _integer_in(minimum: int, expected: str, maximum: int | None = None):
+def integer_in(minimum: int, expected: str, maximum: int | None = None):
     """An argparse type: an integer in [minimum, maximum], else an error saying what was expected."""
     def parse(text: str) -> int:
         try:
@@ -45,8 +45,8 @@ def _integer_in(minimum: int, expected: str, maximum: int | None = None):
     return parse
 
 
-positive_int = _integer_in(1, "a positive integer")
-non_negative_int = _integer_in(0, "a non-negative integer")
+positive_int = integer_in(1, "a positive integer")
+non_negative_int = integer_in(0, "a non-negative integer")
 
 
 def output_dir(text: str) -> str:
@@ -144,7 +144,7 @@ def vae_parser() -> argparse.ArgumentParser:
                    help="at the end, estimate -log p(x) on the test set by importance "
                         "weighting with K samples per digit (the IWAE bound; 500 or 5000 in "
                         "papers) (default: skip)")
-    g.add_argument("--threads", type=_integer_in(1, f"an integer from 1 to {MAX_THREADS}",
+    g.add_argument("--threads", type=integer_in(1, f"an integer from 1 to {MAX_THREADS}",
                                                  MAX_THREADS),
                    default=None, metavar="T",
                    help="NumPy: split every batch into T row blocks run on T threads, so the "

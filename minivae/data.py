@@ -25,11 +25,13 @@ import hashlib
 import http.client
 import importlib.metadata
 import logging
+import math
 import os
 import pathlib
 import tempfile
 import urllib.error
 import urllib.request
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,7 +41,7 @@ from .backend import array_module
 __all__ = [
     "DATASETS", "BINARIZE", "DataError", "Dataset", "load_dataset",
     "load_mnist5k", "read_idx", "load_idx_dataset", "download_idx_dataset",
-    "check_images", "binarize", "binarize_fixed", "Minibatches",
+    "check_images", "as_model_input", "binarize", "binarize_fixed", "Minibatches",
 ]
 
 log = logging.getLogger(__name__)
@@ -275,7 +277,8 @@ def load_mnist5k(test_per_class: int = 50, seed: int = 0) -> Dataset:
 
 def _scale_pixels(pixels: np.ndarray) -> np.ndarray:
     """uint8 pixels of any shape ``(n, ...)`` → float32 ``(n, prod(...))`` in [0, 1]."""
-    return pixels.reshape(len(pixels), -1).astype(np.float32) / np.float32(255.0)
+    return pixels.reshape(len(pixels), math.prod(pixels.shape[1:])).astype(np.float32) \
+        / np.float32(255.0)
 
 
 # --------------------------------------------------------------------------
@@ -293,21 +296,57 @@ _IDX_TYPES = {
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-def _read_bytes(path: pathlib.Path) -> bytes:
-    """The file's bytes, gunzipped when it ends in ``.gz`` or starts with the gzip magic."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"cannot read IDX file {path}: {exc}") from exc
-    if path.suffix == ".gz" or raw[:2] == _GZIP_MAGIC:
+#: The most data :func:`read_idx` reads by default: 1 GiB (MNIST's training
+#: images are 47 MB).  A header promising more is refused before anything is
+#: decompressed, so a small gzip bomb cannot fill the memory.
+MAX_IDX_BYTES = 1 << 30
+
+
+class _IDXStream:
+    """An IDX file opened for reading, decompressed on the fly when it is gzipped.
+
+    Gzip is recognised by a ``.gz`` name or by the magic bytes.  Data is read
+    in pieces the caller asks for, so no more than the header promises is ever
+    held in memory; read errors become DataError naming the file.
+    """
+
+    def __init__(self, path: pathlib.Path):
+        self.path = path
         try:
-            return gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
-            raise DataError(f"{path} is not a valid gzip file: {exc}") from exc
-    return raw
+            self._raw = open(path, "rb")
+        except OSError as exc:
+            raise DataError(f"cannot read IDX file {path}: {exc}") from exc
+        self.gzipped = path.suffix == ".gz" or self._raw.read(2) == _GZIP_MAGIC
+        self._raw.seek(0)
+        self._fh = gzip.GzipFile(fileobj=self._raw, mode="rb") if self.gzipped else self._raw
+
+    def read(self, n: int) -> bytes:
+        try:
+            return self._fh.read(n)
+        except (OSError, EOFError, zlib.error) as exc:
+            if self.gzipped:
+                raise DataError(f"{self.path} is not a valid gzip file: {exc}") from exc
+            raise DataError(f"cannot read IDX file {self.path}: {exc}") from exc
+
+    def count_rest(self, limit: int) -> int:
+        """How many bytes are left (counting stops after ``limit``), without keeping them."""
+        n = 0
+        while n <= limit:
+            chunk = self.read(_CHUNK)
+            if not chunk:
+                break
+            n += len(chunk)
+        return n
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._fh.close()
+        self._raw.close()
 
 
-def read_idx(path) -> np.ndarray:
+def read_idx(path, max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
     """Read one IDX file (optionally gzipped) into a NumPy array.
 
     The IDX format (used by MNIST and Fashion-MNIST) is a header and raw
@@ -328,7 +367,11 @@ def read_idx(path) -> np.ndarray:
     ----------
     path : path
         A ``.gz`` name, or any file starting with the gzip magic bytes, is
-        decompressed first.
+        decompressed as it is read.
+    max_bytes : int
+        The most data the header may promise (default :data:`MAX_IDX_BYTES`,
+        1 GiB).  The file is read piece by piece and never beyond what the
+        header promises, so memory stays bounded whatever the file holds.
 
     Returns
     -------
@@ -338,38 +381,46 @@ def read_idx(path) -> np.ndarray:
     Raises
     ------
     DataError
-        Unreadable file, bad magic, unknown type byte, or a size that does not
-        match the dimensions.
+        Unreadable file, bad magic, unknown type byte, a size that does not
+        match the dimensions, or more than ``max_bytes`` promised.
     """
     path = pathlib.Path(path)
-    buf = _read_bytes(path)
-    if len(buf) < 4:
-        raise DataError(f"{path}: IDX header needs 4 bytes, file has {len(buf)}")
-    if buf[0] != 0 or buf[1] != 0:
-        raise DataError(f"{path}: bad IDX magic: expected two zero bytes, found "
-                        f"{buf[:2].hex(' ')} (not an IDX file?)")
-    type_code, ndim = buf[2], buf[3]
-    if type_code not in _IDX_TYPES:
-        known = ", ".join(f"0x{c:02X}" for c in _IDX_TYPES)
-        raise DataError(f"{path}: unsupported IDX element type 0x{type_code:02X}; "
-                        f"expected one of {known}")
-    if ndim == 0:
-        raise DataError(f"{path}: IDX header declares 0 dimensions")
-    header_len = 4 + 4 * ndim
-    if len(buf) < header_len:
-        raise DataError(f"{path}: truncated IDX header: {ndim} dimensions need "
-                        f"{header_len} bytes, file has {len(buf)}")
-    dims = tuple(int(d) for d in np.frombuffer(buf, dtype=">u4", count=ndim, offset=4))
-    dtype = _IDX_TYPES[type_code]
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
-    found = len(buf) - header_len
-    if found < expected:
-        raise DataError(f"{path}: truncated IDX data: dimensions {dims} promise "
-                        f"{expected} bytes, found {found}")
-    if found > expected:
-        raise DataError(f"{path}: IDX data has {found - expected} bytes more than "
+    with _IDXStream(path) as stream:
+        head = stream.read(4)
+        if len(head) < 4:
+            raise DataError(f"{path}: IDX header needs 4 bytes, file has {len(head)}")
+        if head[0] != 0 or head[1] != 0:
+            raise DataError(f"{path}: bad IDX magic: expected two zero bytes, found "
+                            f"{head[:2].hex(' ')} (not an IDX file?)")
+        type_code, ndim = head[2], head[3]
+        if type_code not in _IDX_TYPES:
+            known = ", ".join(f"0x{c:02X}" for c in _IDX_TYPES)
+            raise DataError(f"{path}: unsupported IDX element type 0x{type_code:02X}; "
+                            f"expected one of {known}")
+        if ndim == 0:
+            raise DataError(f"{path}: IDX header declares 0 dimensions")
+        header_len = 4 + 4 * ndim
+        sizes = stream.read(4 * ndim)
+        if len(sizes) < 4 * ndim:
+            raise DataError(f"{path}: truncated IDX header: {ndim} dimensions need "
+                            f"{header_len} bytes, file has {4 + len(sizes)}")
+        dims = tuple(int(d) for d in np.frombuffer(sizes, dtype=">u4"))
+        dtype = _IDX_TYPES[type_code]
+        expected = math.prod(dims) * dtype.itemsize
+        if expected > max_bytes:
+            raise DataError(f"{path}: the IDX header promises {expected:,} bytes of data "
+                            f"(dimensions {dims}), more than max_bytes={max_bytes:,}; "
+                            f"refusing to read it (a damaged header, or a gzip bomb?)")
+        buf = stream.read(expected)
+        if len(buf) < expected:
+            raise DataError(f"{path}: truncated IDX data: dimensions {dims} promise "
+                            f"{expected} bytes, found {len(buf)}")
+        extra = stream.count_rest(limit=max_bytes)
+    if extra:
+        more = f"{extra}" if extra <= max_bytes else f"more than {max_bytes:,}"
+        raise DataError(f"{path}: IDX data has {more} bytes more than "
                         f"dimensions {dims} promise ({expected})")
-    data = np.frombuffer(buf, dtype=dtype, offset=header_len).reshape(dims)
+    data = np.frombuffer(buf, dtype=dtype).reshape(dims)
     return data.astype(dtype.newbyteorder("="))
 
 
@@ -405,6 +456,9 @@ def _idx_split(images_path, labels_path) -> tuple[np.ndarray, np.ndarray]:
     if len(images) != len(labels):
         raise DataError(f"{images_path} holds {len(images)} images but {labels_path} "
                         f"holds {len(labels)} labels")
+    if len(images) == 0:
+        raise DataError(f"{images_path} holds no images; a data set needs at least one "
+                        f"training and one test image")
     if labels.size and (labels.min() < 0 or labels.max() >= _N_CLASSES):
         raise DataError(f"{labels_path}: labels must be 0..9, found "
                         f"{labels.min()}..{labels.max()}")
@@ -594,6 +648,25 @@ def check_images(x, *, name: str = "x", width: int | None = None,
         if lo < 0.0 or hi > 1.0:
             raise DataError(f"{name} has values in [{lo:g}, {hi:g}], outside [0, 1]; the "
                             "Bernoulli likelihood needs pixels in [0, 1] (divide by 255?)")
+
+
+def as_model_input(x, backend, width: int, *, full: bool = True, name: str = "x"):
+    """``x`` on ``backend`` in its dtype, checked to be a batch (B, width); return it.
+
+    This is where data enters a model.  The shape is always checked (it costs
+    nothing: no element is read); with ``full`` also NaN and Inf (every element
+    is read, on a GPU a transfer to the host) and B ≥ 1.  (``full=False`` lets
+    0 rows through: the split-batch step gives an empty block to a thread when a
+    batch has fewer rows than threads.)  Complex numbers, strings and objects
+    are refused by :meth:`Backend.to_device`.
+    """
+    if not backend.is_device_array(x) or x.dtype != backend.dtype:
+        x = backend.to_device(x)
+    if full or x.ndim != 2 or x.shape[1] != width:
+        check_images(x, name=name, width=width)
+    if full and x.shape[0] == 0:
+        raise DataError(f"{name} has no rows; expected at least one example of {width} values")
+    return x
 
 
 def binarize(x, rng):

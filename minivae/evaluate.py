@@ -15,9 +15,18 @@ import math
 
 import numpy as np
 
+from .data import DataError
 from .validation import positive_int
 
 LOG_2PI = math.log(2.0 * math.pi)
+
+
+def _checked_rows(model, x, check: bool):
+    """``x`` through ``model.check_input``, and at least one row: a mean over none is no number."""
+    x = model.check_input(x, full=check)
+    if x.shape[0] == 0:
+        raise DataError("x has no rows; an evaluation needs at least one example")
+    return x
 
 
 def evaluate_elbo(model, x, batch_size: int = 500, n_samples: int = 1, check: bool = True) -> dict:
@@ -29,7 +38,7 @@ def evaluate_elbo(model, x, batch_size: int = 500, n_samples: int = 1, check: bo
     """
     batch_size = positive_int("batch_size", batch_size)
     n_samples = positive_int("n_samples", n_samples)
-    x = model.check_input(x, full=check)
+    x = _checked_rows(model, x, check)
     recon_sum = kl_sum = 0.0
     for start in range(0, x.shape[0], batch_size):
         xb = x[start:start + batch_size]
@@ -71,7 +80,7 @@ def iw_log_likelihood(model, x, k: int = 500, batch_size: int = 100, chunk: int 
                             (("k", k), ("batch_size", batch_size), ("chunk", chunk)))
     be = model.backend
     xp = be.xp
-    x = model.check_input(x, full=check)
+    x = _checked_rows(model, x, check)
     L = model.latent_dim
     result = []
     for start in range(0, x.shape[0], batch_size):
@@ -84,7 +93,7 @@ def iw_log_likelihood(model, x, k: int = 500, batch_size: int = 100, chunk: int 
             c = min(chunk, k - done)
             eps = be.standard_normal((B, c, L))
             z = mu[:, None, :] + std[:, None, :] * eps                       # (B, c, L)
-            out = model.decode(z.reshape(B * c, L))
+            out = model.decode(z.reshape(B * c, L), check=False)
             log_px_z = model.likelihood.log_prob(xp.repeat(xb, c, axis=0), out).reshape(B, c)
             log_pz = _log_normal_std(z, xp)
             log_qz = -0.5 * (eps * eps + logvar[:, None, :] + LOG_2PI).sum(axis=-1)
@@ -103,7 +112,7 @@ def active_units(model, x, threshold: float = 0.01, batch_size: int = 500):
     (0.01 in the paper), the variance taken over the rows of ``x``.  Returns
     ``(count, A)`` with A a host array of shape (latent_dim,).
     """
-    x = model.check_input(x)
+    x = _checked_rows(model, x, True)
     be = model.backend
     mus = [be.to_numpy(model.encode(x[s:s + batch_size], check=False)[0])
            for s in range(0, x.shape[0], batch_size)]

@@ -110,7 +110,6 @@ def prepare_output_dir(out, names=()) -> Path | None:
         probe.unlink()
         remove_orphaned_temporaries(path, (*names, PROBE_NAME))
     except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise OutputError(f"cannot write into the output directory {str(path)!r}: {reason}"
-                          f"{f' ({exc.filename})' if exc.filename else ''}") from None
+        raise OutputError(f"cannot write into the output directory {str(path)!r}: "
+                          f"{exc.strerror or exc}") from None
     return path

@@ -49,19 +49,24 @@ def numerical_gradient(f, x, h: float = 1e-6):
 
     ``f`` takes no arguments and reads ``x``; each entry of ``x`` is perturbed in
     place and restored, so ``x`` must be the very array ``f`` computes with.
+    Entries are addressed by index, ``x[i, j, …]``, so any memory layout works:
+    a transposed or sliced view is perturbed where ``f`` reads it (a flattened
+    view would be a copy for such arrays, and perturbing the copy would change
+    nothing).  ``x`` must be writable.
     """
     _require_float64("x", x)
-    grad = array_module(x).zeros_like(x)
-    flat, gflat = x.reshape(-1), grad.reshape(-1)
-    for i in range(flat.size):
-        old = float(flat[i])
-        flat[i] = old + h
+    if not getattr(x.flags, "writeable", True):   # (CuPy arrays are always writable)
+        raise ValueError("x must be a writable array: its entries are perturbed in place")
+    grad = np.zeros(x.shape)
+    for i in np.ndindex(*x.shape):
+        old = float(x[i])
+        x[i] = old + h
         f_plus = f()
-        flat[i] = old - h
+        x[i] = old - h
         f_minus = f()
-        flat[i] = old
-        gflat[i] = (f_plus - f_minus) / (2 * h)
-    return grad
+        x[i] = old
+        grad[i] = (f_plus - f_minus) / (2 * h)
+    return array_module(x).asarray(grad)
 
 
 def check_gradients(f, arrays: dict, analytic: dict, h: float = 1e-6) -> dict:

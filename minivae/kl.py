@@ -61,6 +61,13 @@ the event axis (the last axis; the last two for matrices), never a mean.
 Leading axes are batch axes and broadcast against each other, so one prior can
 be compared with a batch of posteriors.  Everything works on NumPy and CuPy
 arrays alike and in the dtype of the inputs (use float64 for checks).
+
+Inputs are checked: they must hold real numbers (integers are read as float64;
+complex numbers, strings and objects raise ValueError, never a silently
+dropped imaginary part) and be finite, and the error names the argument.
+The finiteness check reads every element, which on a GPU means a transfer to
+the host, so the functions take ``check=False`` for callers that have checked
+already or must not wait: the VAE's training step calls them that way.
 """
 
 from __future__ import annotations
@@ -71,6 +78,24 @@ from .backend import array_module
 
 __all__ = ["kl_categorical", "kl_normal_std", "kl_normal_std_grad", "kl_normal_diag",
            "kl_normal_diag_grad", "kl_mvn", "kl_mvn_tril", "kl_mvn_tril_grad"]
+
+
+def _real(name, a, xp):
+    """``a`` as an array of real floating-point numbers (integers and bools become float64)."""
+    a = xp.asarray(a)
+    if a.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must hold real numbers, got dtype {a.dtype}")
+    return a if a.dtype.kind == "f" else a.astype(np.float64)
+
+
+def _checked(names, arrays, xp, check: bool = True):
+    """The arrays as real floating-point arrays; with ``check``, ValueError for NaN or Inf."""
+    arrays = [_real(n, a, xp) for n, a in zip(names, arrays)]
+    if check:
+        for n, a in zip(names, arrays):
+            if not bool(xp.isfinite(a).all()):
+                raise ValueError(f"{n} must be finite; it contains NaN or Inf")
+    return arrays
 
 
 # --------------------------------------------------------------------------
@@ -103,33 +128,40 @@ def kl_categorical(p, q, axis: int = -1, atol: float = 1e-6):
     * P · log(P/0) = +∞ for P > 0: Q calls impossible something P produces,
       and the divergence is infinite.
 
-    ``p`` and ``q`` broadcast against each other; the result has their
-    broadcast shape without ``axis``.  Both are checked: finite, no negative
-    entry, and each vector summing to 1 within ``atol`` (default 1e-6, loose
-    enough for float32 vectors of a few thousand entries); otherwise
-    ValueError names the argument and the worst sum.  Integer inputs (counts
-    already normalised, one-hot vectors) are read as float64.
+    ``p`` and ``q`` broadcast against each other along the batch axes; the
+    result has their broadcast shape without ``axis``.  Along ``axis`` (the
+    outcomes) they must have the same length: a vector of 1 outcome is not
+    stretched to 2.  Both are checked: real, finite, no negative entry, and
+    each vector summing to 1 within ``atol`` (default 1e-6, loose enough for
+    float32 vectors of a few thousand entries); otherwise ValueError names the
+    argument and the worst sum.  Integer inputs (counts already normalised,
+    one-hot vectors) are read as float64.
 
     No warning is raised for the limits: the logarithms are taken of P and Q
     with their zeros replaced by 1 (log Q = −∞ is put in with ``where``), and
     the terms with P = 0 are set to 0 with ``where``, so 0 · ∞ never happens.
     """
     xp = array_module(p)
-    p, q = xp.asarray(p), xp.asarray(q)
-    if p.dtype.kind != "f":
-        p = p.astype(np.float64)
-    if q.dtype.kind != "f":
-        q = q.astype(np.float64)
+    p, q = _checked(("p", "q"), (p, q), xp, check=False)   # finiteness: _check_distribution
     if p.ndim == 0 or q.ndim == 0:
         raise ValueError(f"p and q must be arrays of probability vectors, got shapes "
                          f"{p.shape} and {q.shape}")
-    _check_distribution("p", p, axis, atol, xp)
-    _check_distribution("q", q, axis, atol, xp)
+    nd = max(p.ndim, q.ndim)
+    if not -nd <= axis < nd:
+        raise ValueError(f"axis {axis} is out of range for p of shape {p.shape} and q of "
+                         f"shape {q.shape}")
+    p_shape, q_shape = (1,) * (nd - p.ndim) + p.shape, (1,) * (nd - q.ndim) + q.shape
+    if p_shape[axis] != q_shape[axis]:
+        raise ValueError(f"p and q must have the same number of outcomes along axis {axis}, "
+                         f"got {p_shape[axis]} and {q_shape[axis]} (shapes {p.shape} and "
+                         f"{q.shape})")
     try:
         p, q = xp.broadcast_arrays(p, q)
     except ValueError:
         raise ValueError(f"p and q must have broadcastable shapes, got {p.shape} and "
                          f"{q.shape}") from None
+    _check_distribution("p", p, axis, atol, xp)
+    _check_distribution("q", q, axis, atol, xp)
     p_pos, q_pos = p > 0, q > 0
     p_safe = xp.where(p_pos, p, 1)                               # 1 where P = 0: no 0·∞ below
     log_q = xp.where(q_pos, xp.log(xp.where(q_pos, q, 1)), -xp.inf)
@@ -141,7 +173,7 @@ def kl_categorical(p, q, axis: int = -1, atol: float = 1e-6):
 # Diagonal Gaussians
 # --------------------------------------------------------------------------
 
-def kl_normal_std(mu, logvar):
+def kl_normal_std(mu, logvar, check: bool = True):
     r"""KL(N(μ, diag σ²) ‖ N(0, I)) per example, summed over the last axis.
 
     ``logvar`` is log σ².  From the general formula with μ₂ = 0, Σ₂ = I::
@@ -150,14 +182,16 @@ def kl_normal_std(mu, logvar):
 
     It is ≥ 0 term by term (eᵗ ≥ 1 + t with t = logvar_j, and μ_j² ≥ 0) and
     0 exactly when μ = 0 and logvar = 0.  Gradients: :func:`kl_normal_std_grad`.
+    ``check=False`` skips the finiteness check (see the module docstring).
     """
     xp = array_module(mu)
+    mu, logvar = _checked(("mu", "logvar"), (mu, logvar), xp, check)
     if mu.shape != logvar.shape:
         raise ValueError(f"mu and logvar must have the same shape, got {mu.shape} and {logvar.shape}")
     return 0.5 * (xp.exp(logvar) + mu * mu - 1 - logvar).sum(axis=-1)
 
 
-def kl_normal_std_grad(mu, logvar):
+def kl_normal_std_grad(mu, logvar, check: bool = True):
     r"""Gradients of :func:`kl_normal_std` for each example: ``(∂KL/∂μ, ∂KL/∂logvar)``.
 
     Differentiating ½ (e^{logvar_j} + μ_j² − 1 − logvar_j) term by term::
@@ -166,11 +200,16 @@ def kl_normal_std_grad(mu, logvar):
         ∂KL/∂logvar_j = ½ (e^{logvar_j} − 1) = ½ (σ_j² − 1)
     """
     xp = array_module(mu)
+    mu, logvar = _checked(("mu", "logvar"), (mu, logvar), xp, check)
+    if mu.shape != logvar.shape:
+        raise ValueError(f"mu and logvar must have the same shape, got {mu.shape} and {logvar.shape}")
     return mu, 0.5 * (xp.exp(logvar) - 1)
 
 
 def _broadcast_diag(mu1, logvar1, mu2, logvar2):
     xp = array_module(mu1)
+    mu1, logvar1, mu2, logvar2 = _checked(("mu1", "logvar1", "mu2", "logvar2"),
+                                          (mu1, logvar1, mu2, logvar2), xp)
     try:
         return xp.broadcast_arrays(mu1, logvar1, mu2, logvar2)
     except ValueError:
@@ -314,14 +353,22 @@ def _broadcast_mvn(mu1, A1, mu2, A2, names):
 
 
 def _check_tril(name, L, xp):
-    if not bool(xp.isfinite(L).all()):
-        raise ValueError(f"{name} must be a finite lower-triangular Cholesky factor; it "
-                         "contains NaN or Inf")
+    """Lower triangular with a non-zero diagonal (finiteness is checked before, by _checked)."""
     if bool((_tril(L) != L).any()):
         raise ValueError(f"{name} must be lower triangular (a Cholesky factor); it has "
                          "non-zero entries above the diagonal (pass a covariance to kl_mvn instead)")
     if bool((_diagonal(L) == 0).any()):
         raise ValueError(f"{name} has a zero on its diagonal: L Lᵀ is singular")
+
+
+def _checked_factors(mu1, L1, mu2, L2, xp):
+    """The four arguments of :func:`kl_mvn_tril`, real, finite, checked and broadcast."""
+    names = ("mu1", "L1", "mu2", "L2")
+    mu1, L1, mu2, L2 = _checked(names, (mu1, L1, mu2, L2), xp)
+    mu1, L1, mu2, L2 = _broadcast_mvn(mu1, L1, mu2, L2, names)
+    _check_tril("L1", L1, xp)
+    _check_tril("L2", L2, xp)
+    return mu1, L1, mu2, L2
 
 
 def _kl_from_factors(mu1, L1, mu2, L2):
@@ -353,9 +400,7 @@ def kl_mvn_tril(mu1, L1, mu2, L2):
     would otherwise be silently misread).  Gradients: :func:`kl_mvn_tril_grad`.
     """
     xp = array_module(mu1)
-    mu1, L1, mu2, L2 = _broadcast_mvn(mu1, L1, mu2, L2, ("mu1", "L1", "mu2", "L2"))
-    _check_tril("L1", L1, xp)
-    _check_tril("L2", L2, xp)
+    mu1, L1, mu2, L2 = _checked_factors(mu1, L1, mu2, L2, xp)
     return _kl_from_factors(mu1, L1, mu2, L2)
 
 
@@ -388,9 +433,7 @@ def kl_mvn_tril_grad(mu1, L1, mu2, L2):
     broadcast batch shape; sum over axes along which an argument was shared.
     """
     xp = array_module(mu1)
-    mu1, L1, mu2, L2 = _broadcast_mvn(mu1, L1, mu2, L2, ("mu1", "L1", "mu2", "L2"))
-    _check_tril("L1", L1, xp)
-    _check_tril("L2", L2, xp)
+    mu1, L1, mu2, L2 = _checked_factors(mu1, L1, mu2, L2, xp)
     a = _solve_lower(L2, (mu1 - mu2)[..., None])                  # (..., d, 1)  L₂⁻¹δ
     M = _solve_lower(L2, L1)                                      # L₂⁻¹ L₁
     dmu1 = _solve_lower_transposed(L2, a)[..., 0]                 # Σ₂⁻¹ δ
@@ -450,8 +493,8 @@ def kl_mvn(mu1, cov1, mu2, cov2):
     μ₂ = 0, Σ₂ = I it equals :func:`kl_normal_std`.
     """
     xp = array_module(mu1)
-    mu1, cov1, mu2, cov2 = (a if a.dtype.kind == "f" else a.astype(np.float64)
-                            for a in map(xp.asarray, (mu1, cov1, mu2, cov2)))
+    mu1, mu2 = _checked(("mu1", "mu2"), (mu1, mu2), xp)
+    cov1, cov2 = _checked(("cov1", "cov2"), (cov1, cov2), xp, check=False)  # _cholesky checks
     _broadcast_mvn(mu1, cov1, mu2, cov2, ("mu1", "cov1", "mu2", "cov2"))   # shape checks
     L1 = _cholesky("cov1", cov1, xp)        # factorise before broadcasting: a shared
     L2 = _cholesky("cov2", cov2, xp)        # prior covariance is factorised once

@@ -2,6 +2,9 @@
 
 Every function takes host (NumPy) arrays: convert with ``backend.to_numpy``
 where images leave the model.  Images are rows of D = h·w pixels in [0, 1].
+Every figure is written atomically (:func:`minivae.files.atomic_write`): a
+reader never sees half a PNG, and a symlink in the figure's place is replaced,
+not written through.
 """
 
 from __future__ import annotations
@@ -11,6 +14,19 @@ import matplotlib
 matplotlib.use("Agg")  # write files; never open a window
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from .files import atomic_write  # noqa: E402
+
+
+def _save(fig, path, dpi: int) -> None:
+    """Write ``fig`` to ``path`` as PNG, atomically (never half a file, never through a symlink).
+
+    The figure is closed in every case, so a failed save leaks no figure.
+    """
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi))
+    finally:
+        plt.close(fig)
 
 
 def image_grid(rows, image_shape=(28, 28), pad: int = 1) -> np.ndarray:
@@ -38,8 +54,7 @@ def _save_grid(grid, path, title=None, row_labels=None, rows=1):
     if title:
         ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path, dpi=100)
 
 
 def plot_reconstructions(x, x_rec, path, image_shape=(28, 28), n: int = 10,
@@ -80,8 +95,7 @@ def plot_curves(history, keys, path, ylabel="nats per example", title=None):
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path, dpi=100)
 
 
 def plot_loss_terms(history, path, title="the loss and its two terms per epoch (z sampled)"):
@@ -118,8 +132,7 @@ def plot_loss_terms(history, path, title="the loss and its two terms per epoch (
                frameon=False)
     if title:
         fig.suptitle(title, fontsize=11)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path, dpi=100)
 
 
 def pca_2d(a):
@@ -174,8 +187,7 @@ def plot_latent_scatter(mu, labels, path, title=None):
                  + (f" (latent dim {d}, PCA)" if d > 2 else ""))
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path, dpi=100)
 
 
 def _decoder_means(model):
@@ -220,8 +232,7 @@ def plot_manifold(decode, path, n: int = 20, image_shape=(28, 28), quantiles=(0.
     if title:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path, dpi=100)
 
 
 def plot_posteriors(panels, path, image_shape=(28, 28), title=None):
@@ -283,5 +294,4 @@ def plot_posteriors(panels, path, image_shape=(28, 28), title=None):
                title_fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, dpi=110)

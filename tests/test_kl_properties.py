@@ -344,11 +344,45 @@ def test_kl_mvn_tril_on_cholesky_factors_is_kl_mvn(pair):
 # Gradients against central differences
 # --------------------------------------------------------------------------
 
-def assert_gradient_close(analytic, numeric, name):
-    """Relative error ≤ 1e-6, or, for a gradient that is exactly 0 (p = q), entries within 1e-8:
-    central differences with h = 1e-6 carry rounding of about ε·|f|/h ≈ 1e-10·|f|."""
-    ok = relative_error(analytic, numeric) <= 1e-6 or np.abs(analytic - numeric).max() <= 1e-8
-    assert ok, (name, relative_error(analytic, numeric), np.abs(analytic - numeric).max())
+H = 1e-6                          # the central-difference step
+ROUNDINGS = 8                     # roundings per term of the KL sum (see below)
+
+
+def assert_gradient_close(analytic, f, x, scale, name):
+    r"""``analytic`` against central differences of the scalar ``f()`` in ``x``, within their error.
+
+    The central difference D_h = [f(x + h) − f(x − h)] / 2h errs, per entry, by::
+
+        D_h − f' = h² f‴/6 + O(h⁴)            truncation
+                 + (δ₊ − δ₋) / 2h             rounding, |δ±| ≤ δ (the error in evaluating f)
+
+    A fixed allowance fails on correct code at both ends.  Truncation: at
+    cov [[0.001]] (L = 0.0316), −log L alone has f‴ = −2/L³, so h² f‴/6 =
+    1.05e-8 where the true gradient is 0 (p = q).  Rounding: at |f| ≈ 130 one
+    ulp of f over 2h is 1.4e-8.  So both are estimated.  Truncation by step
+    doubling (Richardson): D_2h − D_h = 3 h² f‴/6 + O(h⁴) + rounding of at most
+    δ/h + δ/2h, which gives, to O(h⁴),::
+
+        |D_h − f'| ≤ |D_2h − D_h| / 3 + 1.5 δ / h
+
+    Rounding: f is a sum of terms (log-determinants, d, the trace, the
+    quadratic form) whose magnitudes add up to at most ``scale`` =
+    Σ_examples (|KL| + d + |log|Σ₁|| + |log|Σ₂||) (the trace and the quadratic
+    form sum to 2 KL + d + log|Σ₁| − log|Σ₂|), each computed with a handful of
+    roundings (n ≈ 2d ≤ 8 for d ≤ 4), so δ = 8 ε · scale.  A wrong gradient is
+    off by the size of the gradient itself, far above this bound.
+    """
+    numeric = numerical_gradient(f, x, H)
+    doubled = numerical_gradient(f, x, 2 * H)
+    bound = np.abs(doubled - numeric) / 3 + 1.5 * ROUNDINGS * np.finfo(F64).eps * scale / H
+    excess = np.abs(analytic - numeric) - bound
+    assert np.all(excess <= 0), (name, float(np.abs(analytic - numeric).max()),
+                                 float(bound.ravel()[np.argmax(excess)]))
+
+
+def kl_term_scale(kl, d, logdet1, logdet2):
+    """Σ over examples of |KL| + d + |log|Σ₁|| + |log|Σ₂||: a bound on the KL sum's terms."""
+    return float((np.abs(kl) + d + np.abs(logdet1) + np.abs(logdet2)).sum())
 
 
 @given(diag_params)
@@ -356,8 +390,30 @@ def test_kl_normal_diag_gradients_match_central_differences(params):
     args = [a.copy() for a in params]
     grads = kl_normal_diag_grad(*args)
     f = lambda: float(kl_normal_diag(*args).sum())  # noqa: E731
+    scale = kl_term_scale(kl_normal_diag(*args), args[0].shape[-1], args[1].sum(-1),
+                          args[3].sum(-1))
     for name, x, g in zip(("mu1", "logvar1", "mu2", "logvar2"), args, grads):
-        assert_gradient_close(g, numerical_gradient(f, x), name)
+        assert_gradient_close(g, f, x, scale, name)
+
+
+def kl_of_lower_triangle(args, k):
+    """``(f, theta)``: the summed KL as a function of the lower triangle θ of ``args[k]`` (an L)."""
+    rows, cols = np.tril_indices(args[k].shape[-1])
+    theta = args[k][..., rows, cols].copy()
+
+    def f():
+        L = np.zeros_like(args[k])
+        L[..., rows, cols] = theta
+        return float(kl_mvn_tril(*args[:k], L, *args[k + 1:]).sum())
+
+    return f, theta, (rows, cols)
+
+
+def mvn_term_scale(args):
+    d = args[0].shape[-1]
+    logdets = [2 * np.log(np.abs(np.diagonal(L, axis1=-2, axis2=-1))).sum(-1)
+               for L in (args[1], args[3])]
+    return kl_term_scale(kl_mvn_tril(*args), d, *logdets)
 
 
 @given(gaussian_pairs(dims=st.integers(1, 4), batch=st.sampled_from([(), (2,)])))
@@ -367,18 +423,28 @@ def test_kl_mvn_tril_gradients_match_central_differences(pair):
     m1, S1, m2, S2 = pair
     args = [m1.copy(), np.linalg.cholesky(S1), m2.copy(), np.linalg.cholesky(S2)]
     grads = kl_mvn_tril_grad(*args)
-    rows, cols = np.tril_indices(m1.shape[-1])
+    scale = mvn_term_scale(args)
     for k, name in enumerate(("mu1", "L1", "mu2", "L2")):
         if name.startswith("mu"):
             f = lambda: float(kl_mvn_tril(*args).sum())  # noqa: E731
-            assert_gradient_close(grads[k], numerical_gradient(f, args[k]), name)
+            assert_gradient_close(grads[k], f, args[k], scale, name)
             continue
-        theta = args[k][..., rows, cols].copy()
-
-        def f(k=k, theta=theta):
-            L = np.zeros_like(args[k])
-            L[..., rows, cols] = theta
-            return float(kl_mvn_tril(*args[:k], L, *args[k + 1:]).sum())
-
-        assert_gradient_close(grads[k][..., rows, cols], numerical_gradient(f, theta), name)
+        f, theta, tril = kl_of_lower_triangle(args, k)
+        assert_gradient_close(grads[k][(..., *tril)], f, theta, scale, name)
         assert np.all(np.triu(grads[k], 1) == 0), f"{name}: entries above the diagonal"
+
+
+def test_the_gradient_bound_holds_where_the_fixed_allowance_failed():
+    """The two counterexamples of the old fixed 1e-8 allowance, both with ∂KL/∂L₁ = 0:
+    truncation at cov [[0.001]], rounding at |KL| ≈ 130 (found by the thorough profile)."""
+    tiny = [np.zeros(1), np.array([[np.sqrt(0.001)]]), np.zeros(1), np.array([[np.sqrt(0.001)]])]
+    c = np.full((4, 4), 12.64911064) + np.diag(np.full(4, 0.04531584))
+    big = [np.zeros((2, 4)), np.linalg.cholesky(np.stack([c, c])),
+           np.array([[-2.0, 2, -2, -2], [-2, -2, -2, -2]]), np.linalg.cholesky(np.stack([c, c]))]
+    for args in (tiny, big):
+        grad = kl_mvn_tril_grad(*args)[1]
+        f, theta, tril = kl_of_lower_triangle(args, 1)
+        analytic = grad[(..., *tril)]
+        if args is tiny:   # truncation h²/(3L³) = 1.05e-8: the old check failed here everywhere
+            assert np.abs(numerical_gradient(f, theta) - analytic).max() > 1e-8
+        assert_gradient_close(analytic, f, theta, mvn_term_scale(args), "L1")

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..backend import Backend, get_backend
-from ..data import check_images
+from ..data import as_model_input
 from ..layers import MLP, Module
 from ..likelihoods import SquaredError
 from ..validation import positive_int as _positive_int
@@ -122,25 +122,22 @@ class Autoencoder(Module):
         (the training loop checks the whole data set once instead of every
         batch).  ``name`` is how the array is called in the error message.
         """
-        be = self.backend
-        if not be.is_device_array(x) or x.dtype != be.dtype:
-            x = be.to_device(x)
-        if full or x.ndim != 2 or x.shape[1] != self.input_dim:
-            check_images(x, name=name, width=self.input_dim)
-        return x
+        return as_model_input(x, self.backend, self.input_dim, full=full, name=name)
 
     # -- the model -------------------------------------------------------
     def encode(self, x, check: bool = True):
         """The code c = g_φ(x), shape (B, bottleneck)."""
         return self.encoder.forward(self.check_input(x) if check else x)
 
-    def decode(self, code):
-        """The reconstruction x̂ = f_θ(c), shape (B, input_dim)."""
+    def decode(self, code, check: bool = True):
+        """The reconstruction x̂ = f_θ(c), shape (B, input_dim); ``code`` is (B, bottleneck)."""
+        if check:
+            code = as_model_input(code, self.backend, self.bottleneck, name="code")
         return self.decoder.forward(code)
 
     def reconstruct(self, x, check: bool = True):
         """x̂ = f_θ(g_φ(x)) for the given input, as it is (a denoiser adds no noise here)."""
-        return self.decode(self.encode(x, check=check))
+        return self.decode(self.encode(x, check=check), check=False)
 
     def score(self, x, x_input=None, check: bool = True) -> AEOutput:
         """Encode ``x_input``, decode, and measure the squared error against the target ``x``.

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..backend import Backend, get_backend
-from ..data import check_images
+from ..data import as_model_input
 from ..kl import kl_normal_std, kl_normal_std_grad
 from ..layers import MLP, Dense, Module
 from ..likelihoods import Likelihood, make_likelihood
@@ -136,15 +136,9 @@ class VAE(Module):
         NaN/Inf and the likelihood's support (pixels in [0, 1] for Bernoulli);
         the training loop checks the whole data set once instead of every batch.
         """
-        be = self.backend
-        if not be.is_device_array(x) or x.dtype != be.dtype:
-            x = be.to_device(x)
-        if not full:
-            if x.ndim != 2 or x.shape[1] != self.input_dim:
-                check_images(x, width=self.input_dim)  # raises with the full message
-            return x
-        check_images(x, width=self.input_dim)
-        self.likelihood.check_data(x)
+        x = as_model_input(x, self.backend, self.input_dim, full=full)
+        if full:
+            self.likelihood.check_data(x)
         return x
 
     # -- the model -------------------------------------------------------
@@ -155,8 +149,14 @@ class VAE(Module):
         h = self.encoder.forward(x)
         return self.mu_head.forward(h), self.logvar_head.forward(h)
 
-    def decode(self, z):
-        """The decoder output for latent codes z (logits for Bernoulli)."""
+    def decode(self, z, check: bool = True):
+        """The decoder output for latent codes z (B, latent_dim) (logits for Bernoulli).
+
+        ``check=False`` skips the checks of z (shape, finite), for callers that
+        made z themselves.
+        """
+        if check:
+            z = as_model_input(z, self.backend, self.latent_dim, name="z")
         return self.decoder.forward(z)
 
     def forward(self, x, eps=None, check: bool = True) -> VAEOutput:
@@ -176,7 +176,7 @@ class VAE(Module):
         z = mu + std * eps
         out = self.decoder.forward(z)
         recon = -self.likelihood.log_prob(x, out)
-        kl = kl_normal_std(mu, logvar)
+        kl = kl_normal_std(mu, logvar, check=False)   # no host sync in the training step
         self._cache = (mu, logvar, std, eps)
         return VAEOutput(recon=recon, kl=kl, mu=mu, logvar=logvar, z=z, out=out)
 
@@ -200,7 +200,7 @@ class VAE(Module):
         acc = accumulate
         dout = self.likelihood.backward(dlogp, accumulate=acc)        # ∂L/∂out
         dz = self.decoder.backward(dout, accumulate=acc)              # ∂L/∂z
-        dkl_dmu, dkl_dlogvar = kl_normal_std_grad(mu, logvar)
+        dkl_dmu, dkl_dlogvar = kl_normal_std_grad(mu, logvar, check=False)
         dmu = dz + (beta / B) * dkl_dmu                               # ∂z/∂μ = 1
         dlogvar = dz * (0.5 * std * eps) + (beta / B) * dkl_dlogvar  # ∂z/∂logvar = ½σε
         dh = (self.mu_head.backward(dmu, accumulate=acc)              # fan-out: the sum

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from minivae.backend import cupy_available, get_backend
+from minivae.data import Dataset, load_dataset
 
 # Hypothesis profiles: "default" keeps the suite fast on 2 cores; "thorough"
 # (MINIVAE_HYPOTHESIS_PROFILE=thorough) runs many more examples per property.
@@ -40,3 +41,11 @@ def be32(backend_name):
 def to_np(a):
     """Any array (NumPy or CuPy) as NumPy."""
     return a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else np.asarray(a)
+
+
+@pytest.fixture(scope="module")
+def small_digits():
+    """1,000 training and 200 test digits of the embedded set: fast runs on 2 cores."""
+    ds = load_dataset("mnist5k")
+    return Dataset("mnist5k", ds.x_train[:1000], ds.y_train[:1000], ds.x_test[:200],
+                   ds.y_test[:200])

@@ -14,7 +14,7 @@ from conftest import to_np
 from minivae.checkpoint import CheckpointError, load_model, load_vae, save_checkpoint
 from minivae.cli import main_autoencoder, main_denoising
 from minivae.corruption import CORRUPTIONS, corrupt_fixed, make_corruption
-from minivae.data import Dataset, load_dataset
+from minivae.data import Dataset
 from minivae.gradcheck import check_gradients
 from minivae.likelihoods import Gaussian, SquaredError
 from minivae.models.autoencoder import Autoencoder, evaluate_reconstruction
@@ -127,13 +127,6 @@ def test_denoising_target_is_the_clean_x_and_noise_is_fresh_per_batch(be64):
 
 
 # -- training ---------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def small_digits():
-    """1,000 training and 200 test digits of the embedded set: fast runs on 2 cores."""
-    ds = load_dataset("mnist5k")
-    return Dataset("mnist5k", ds.x_train[:1000], ds.y_train[:1000], ds.x_test[:200],
-                   ds.y_test[:200])
 
 
 def _small(**kw):

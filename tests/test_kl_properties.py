@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy import integrate, stats
 
-from minivae.gradcheck import numerical_gradient, relative_error
+from minivae.gradcheck import numerical_gradient
 from minivae.kl import (kl_categorical, kl_mvn, kl_mvn_tril, kl_mvn_tril_grad, kl_normal_diag,
                         kl_normal_diag_grad, kl_normal_std)
 

@@ -19,7 +19,6 @@ import pytest
 from minivae.checkpoint import (CheckpointError, load_model, read_checkpoint,
                                 read_training_checkpoint, save_checkpoint)
 from minivae.cli import main_autoencoder, main_vae
-from minivae.data import Dataset, load_dataset
 from minivae.files import OutputError
 from minivae.models.vae import VAE
 from minivae.optim import Adam
@@ -30,12 +29,6 @@ from minivae.train import (AETrainConfig, TrainConfig, TrainingDiverged, Trainin
 ROOT = Path(__file__).resolve().parents[1]
 STEPS_PER_EPOCH = 8          # 1,000 digits in batches of 128
 
-
-@pytest.fixture(scope="module")
-def small_digits():
-    ds = load_dataset("mnist5k")
-    return Dataset("mnist5k", ds.x_train[:1000], ds.y_train[:1000], ds.x_test[:200],
-                   ds.y_test[:200])
 
 
 def _vae(out, **kw):

@@ -17,17 +17,11 @@ from minivae.checkpoint import (FORMAT_VERSION, CheckpointError, TrainingCheckpo
                                 load_params, load_vae, read_checkpoint, read_training_checkpoint,
                                 save_checkpoint)
 from minivae.cli import main_vae
-from minivae.data import Dataset, load_dataset
+from minivae.data import Dataset
 from minivae.models.vae import VAE
 from minivae.optim import Adam
 from minivae.train import TrainConfig, TrainingInterrupted, kl_weight, train_vae
 
-
-@pytest.fixture(scope="module")
-def small_digits():
-    ds = load_dataset("mnist5k")
-    return Dataset("mnist5k", ds.x_train[:1000], ds.y_train[:1000], ds.x_test[:200],
-                   ds.y_test[:200])
 
 
 def _config(out, **kw):

@@ -10,7 +10,7 @@ import pytest
 
 from minivae.checkpoint import CheckpointError, load_vae, save_checkpoint
 from minivae.cli import main_vae
-from minivae.data import Dataset, binarize_fixed, load_dataset
+from minivae.data import Dataset, binarize_fixed
 from minivae.evaluate import evaluate_elbo
 from minivae.train import TrainConfig, train_vae
 
@@ -18,12 +18,6 @@ ROOT = Path(__file__).resolve().parents[1]
 OUTPUTS = {"metrics.json", "checkpoint.npz", "reconstructions.png", "samples.png", "loss.png",
            "loss_terms.png", "latent_scatter.png"}
 
-
-@pytest.fixture(scope="module")
-def small_digits():
-    """1,000 training and 200 test digits of the embedded set: fast runs on 2 cores."""
-    ds = load_dataset("mnist5k")
-    return Dataset("mnist5k", ds.x_train[:1000], ds.y_train[:1000], ds.x_test[:200], ds.y_test[:200])
 
 
 def _small(**kw):

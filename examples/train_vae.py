@@ -9,7 +9,9 @@
     python examples/train_vae.py --help               # every flag
 
 Ctrl-C saves the state after the last completed epoch into --out/checkpoint.npz
-and exits with status 130; --resume continues from it.
+and exits with status 130 (SIGTERM: the same, status 143); --resume continues
+from it.  A run that diverges saves the last finite epoch's state and exits
+with status 2 (docs/reliability.md has every case).
 
 All the work is in the library: minivae/cli.py parses the flags,
 minivae/train.py runs the fit loop, minivae/models/vae.py is the model.

@@ -314,12 +314,18 @@ def _add_autoencoder_model_arguments(parser: argparse.ArgumentParser):
     return g
 
 
+#: How an autoencoder run ends early, for the parsers' descriptions.
+_STOPS = (" Ctrl-C (or SIGTERM) saves the weights after the last completed epoch and exits "
+          "with status 130 (143); a run that diverges saves the last finite weights and exits "
+          "with status 2.")
+
+
 def autoencoder_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="train_autoencoder.py",
         description="Train an autoencoder on L = 1/n Σ ‖x − f(g(x))‖² with hand-written "
                     "gradients. Writes metrics.json, checkpoint.npz, reconstructions.png and "
-                    "loss.png into --out.")
+                    "loss.png into --out." + _STOPS)
     add_common_arguments(parser, out_default="runs/autoencoder", epochs_default=AE_EPOCHS)
     _add_autoencoder_model_arguments(parser)
     return parser
@@ -333,7 +339,7 @@ def denoising_parser() -> argparse.ArgumentParser:
         description="Train a denoising autoencoder on L = 1/n Σ ‖x − f(g(x̃))‖², x̃ ~ χ(x̃|x) "
                     "drawn afresh for every batch. Writes metrics.json, checkpoint.npz, "
                     "reconstructions.png (clean / corrupted / reconstructed) and loss.png "
-                    "into --out.")
+                    "into --out." + _STOPS)
     add_common_arguments(parser, out_default="runs/denoising", epochs_default=AE_EPOCHS)
     g = _add_autoencoder_model_arguments(parser)
     defaults = ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LEVELS.items())

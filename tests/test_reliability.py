@@ -437,3 +437,19 @@ def test_cli_resume_takes_threads_from_the_checkpoint(tmp_path, capsys):
     assert main_vae(["--resume", ckpt, "--epochs", "3", "--threads", "2", "--out",
                      str(tmp_path), *base]) == 2
     assert "threads (stored 1, asked 2)" in capsys.readouterr().err
+
+
+def test_ctrl_c_before_the_first_epoch_says_so_and_names_an_earlier_checkpoint(tmp_path,
+                                                                               monkeypatch,
+                                                                               capsys):
+    import minivae.train as train
+
+    def interrupted_load(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "load_dataset", interrupted_load)
+    assert main_vae(["--out", str(tmp_path), "--no-progress"]) == 130
+    assert capsys.readouterr().err == "\ninterrupted (SIGINT) before this run saved anything\n"
+    save_checkpoint(tmp_path / "checkpoint.npz", VAE(784, 16, 2, backend=get_backend()))
+    assert main_vae(["--out", str(tmp_path), "--no-progress"]) == 130
+    assert "checkpoint.npz is as an earlier save left it" in capsys.readouterr().err

@@ -327,27 +327,26 @@ def test_ctrl_c_saves_an_autoencoder_run_too(tmp_path, small_digits, monkeypatch
     assert meta["model"] == "Autoencoder" and all(np.isfinite(a).all() for a in params.values())
 
 
-def _run_until_epoch_2(tmp_path, extra=()):
+@pytest.mark.parametrize("signum,name,status", [(signal.SIGINT, "SIGINT", 130),
+                                                (signal.SIGTERM, "SIGTERM", 143)])
+def test_a_real_signal_to_the_example_script_saves_and_exits(tmp_path, signum, name, status):
+    """A real Ctrl-C (SIGINT) or SIGTERM to a running train_vae.py: checkpoint written, status
+    128 + the signal's number, no traceback."""
     proc = subprocess.Popen([sys.executable, str(ROOT / "examples" / "train_vae.py"),
                              "--epochs", "10000", "--hidden", "16", "--latent-dim", "2",
-                             "--no-progress", "--out", str(tmp_path), *extra],
+                             "--no-progress", "--out", str(tmp_path)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for line in proc.stdout:
-        if line.startswith("epoch   2/"):
-            break
-    return proc
-
-
-def test_sigterm_saves_like_ctrl_c_and_exits_143(tmp_path):
-    proc = _run_until_epoch_2(tmp_path)
     try:
-        proc.send_signal(signal.SIGTERM)
+        for line in proc.stdout:
+            if line.startswith("epoch   2/"):
+                break
+        proc.send_signal(signum)
         _, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 143, err
-    assert "Traceback" not in err and "interrupted (SIGTERM): the state after epoch" in err
+    assert proc.returncode == status, err
+    assert "Traceback" not in err and f"interrupted ({name}): the state after epoch" in err
     assert read_training_checkpoint(tmp_path / "checkpoint.npz").training["epoch"] >= 2
 
 

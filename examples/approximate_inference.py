@@ -61,6 +61,11 @@ def importance_sampled_log_px(model, x, mu_q, logvar_q, k, rng):
     return float(log_w.max() + np.log(w.mean())), float(w.std(ddof=1) / (np.sqrt(k) * w.mean()))
 
 
+#: The finest grid per axis: a grid of n² cells decodes n² latent points per digit (plus a
+#: coarser check grid), so the bound keeps a mistyped --grid from running for hours.
+MAX_GRID = 1001
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -78,11 +83,6 @@ def main(argv=None):
     # every failure (no GPU for --backend cupy, an unwritable --out, Ctrl-C) is one line
     _, status = run_guarded(lambda: run(args), args.out)
     return status
-
-
-#: The finest grid per axis: a grid of n² cells decodes n² latent points per digit (plus a
-#: coarser check grid), so the bound keeps a mistyped --grid from running for hours.
-MAX_GRID = 1001
 
 
 def run(args):

@@ -92,10 +92,10 @@ class Backend:
         with no more than a warning), strings and objects raise ValueError.
         """
         dtype = self.dtype if dtype is None else np.dtype(dtype)
-        kind = a.dtype.kind if hasattr(a, "dtype") else np.asarray(a).dtype.kind
-        if kind not in "biuf":
-            found = a.dtype if hasattr(a, "dtype") else np.asarray(a).dtype
-            raise ValueError(f"expected an array of real numbers, got dtype {found}")
+        if not hasattr(a, "dtype"):          # a list or a scalar: read it once, on the host
+            a = np.asarray(a)
+        if a.dtype.kind not in "biuf":
+            raise ValueError(f"expected an array of real numbers, got dtype {a.dtype}")
         if self.name == "cupy":
             return self.xp.asarray(a, dtype=dtype)
         return np.asarray(self.to_numpy(a), dtype=dtype)

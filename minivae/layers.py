@@ -62,12 +62,21 @@ def _need_cache(value, module, what="forward"):
     return value
 
 
+#: The initializations of a Dense layer (see :class:`Dense`).
+DENSE_INITS = ("glorot", "he", "torch")
+
+
 class Dense(Module):
     r"""Affine map ``y = x W + b`` with ``W`` of shape (in, out).
 
-    Initialization: ``W ~ U(-a, a)`` with ``a = sqrt(6 / (in + out))`` (Glorot
-    uniform) for ``init="glorot"``, or ``a = sqrt(6 / in)`` (He uniform, for
-    ReLU-like activations) for ``init="he"``; ``b = 0``.
+    Initialization, ``init`` (see :data:`DENSE_INITS`)::
+
+        "glorot"   W ~ U(−a, a), a = √(6 / (in + out)),  b = 0      (Glorot uniform)
+        "he"       W ~ U(−a, a), a = √(6 / in),          b = 0      (He uniform, for ReLU)
+        "torch"    W, b ~ U(−a, a), a = 1 / √in                      (PyTorch's nn.Linear)
+
+    (PyTorch writes the last one as kaiming_uniform_ with a = √5:
+    gain √(2 / (1 + 5)), bound gain·√(3 / in) = 1/√in; its bias uses the same bound.)
 
     Backward (``dY = ∂L/∂Y``, rows are examples)::
 
@@ -86,13 +95,16 @@ class Dense(Module):
                  init: str = "glorot"):
         super().__init__()
         n_in, n_out = positive_int("Dense n_in", n_in), positive_int("Dense n_out", n_out)
-        if init not in ("glorot", "he"):
-            raise ValueError(f"init must be 'glorot' or 'he', got {init!r}")
+        if init not in DENSE_INITS:
+            raise ValueError(f"init must be one of {DENSE_INITS}, got {init!r}")
         self.backend = backend = backend or get_backend("numpy")
         self.n_in, self.n_out = int(n_in), int(n_out)
-        a = math.sqrt(6.0 / (n_in + n_out)) if init == "glorot" else math.sqrt(6.0 / n_in)
+        a = {"glorot": math.sqrt(6.0 / (n_in + n_out)), "he": math.sqrt(6.0 / n_in),
+             "torch": 1.0 / math.sqrt(n_in)}[init]
         W = (2.0 * backend.uniform((n_in, n_out)) - 1.0) * a
-        self.params = {"W": W.astype(backend.dtype), "b": backend.zeros((n_out,))}
+        b = ((2.0 * backend.uniform((n_out,)) - 1.0) * a if init == "torch"
+             else backend.zeros((n_out,)))
+        self.params = {"W": W.astype(backend.dtype), "b": b.astype(backend.dtype)}
         self.grads = {k: backend.xp.zeros_like(v) for k, v in self.params.items()}
         self._x = None
 
@@ -243,17 +255,22 @@ class MLP(Module):
 
     ``params`` and ``grads`` hold every layer's arrays under ``"{i}.W"``,
     ``"{i}.b"`` where ``i`` is the module's index in :attr:`layers`.
+
+    ``init`` names every Dense layer's initialization (:data:`DENSE_INITS`);
+    None picks He uniform after ReLU-like activations and Glorot uniform
+    otherwise.
     """
 
     def __init__(self, sizes, activation: str = "relu", backend: Backend | None = None,
-                 final_activation: str | None = None):
+                 final_activation: str | None = None, init: str | None = None):
         super().__init__()
         sizes = list(sizes)
         if len(sizes) < 2:
             raise ValueError(f"MLP needs at least an input and an output size, got {sizes}")
         self.backend = backend = backend or get_backend("numpy")
         self.sizes = sizes
-        init = "he" if activation in ("relu", "leaky_relu") else "glorot"
+        if init is None:
+            init = "he" if activation in ("relu", "leaky_relu") else "glorot"
         self.layers: list[Module] = []
         for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
             self.layers.append(Dense(n_in, n_out, backend, init=init))

@@ -64,6 +64,7 @@ from .likelihoods import LIKELIHOODS
 from .models.autoencoder import OUTPUTS as AE_OUTPUTS
 from .models.autoencoder import Autoencoder, evaluate_reconstruction
 from .models.denoising import DenoisingAutoencoder
+from .models.vae import INITS as VAE_INITS
 from .models.vae import VAE
 from .optim import OPTIMIZERS, make_optimizer
 from .parallel import MAX_THREADS
@@ -188,6 +189,7 @@ class TrainConfig(RunConfig):
 
     latent_dim: int = 20
     likelihood: str = "bernoulli"
+    init: str = "he"
     binarize: str | None = None
     beta: float = 1.0
     kl_warmup_epochs: int = 0
@@ -205,6 +207,7 @@ class TrainConfig(RunConfig):
         """Raise ValueError naming the first bad setting; return self."""
         self._validate_shared()
         _check_choice(self, "likelihood", LIKELIHOODS)
+        _check_choice(self, "init", VAE_INITS)
         if self.binarize is not None:
             _check_choice(self, "binarize", BINARIZE)
         _check_positive_ints(self, "latent_dim", "eval_samples")
@@ -613,7 +616,8 @@ def train_vae(config: TrainConfig | None = None, dataset=None, return_model: boo
         threads=config.threads or 1)
 
     model = VAE(input_dim=D, hidden=config.hidden, latent_dim=config.latent_dim,
-                activation=config.activation, likelihood=config.likelihood, backend=backend)
+                activation=config.activation, likelihood=config.likelihood, backend=backend,
+                init=config.init)
     config = dataclasses.replace(config, threads=resolve_threads(config, model))
     optimizer = _optimizer_for(config, model)
     splitter = _splitter_for(config, model)

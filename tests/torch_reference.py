@@ -153,6 +153,7 @@ def train_torch_vae(
     threads: int = 2,
     init: str = "torch",
     iw_samples: int = 0,
+    eval_epochs: tuple = (),
 ) -> dict:
     """Train the reference VAE and evaluate it on a fixed binarized test set.
 
@@ -170,6 +171,10 @@ def train_torch_vae(
         parity test uses the matching scheme.
     iw_samples : k > 0 also estimates the test -log p(x) by importance
         weighting with k samples per example (``iw_nll``); 0 skips it.
+    eval_epochs : epochs (below ``epochs``) after which the same test
+        metrics are also measured, into ``result["at"][epoch]``.  (Their
+        evaluation draws from torch's global generator, so the later epochs
+        are an equally valid run, not the same draws as a run without them.)
 
     Returns
     -------
@@ -198,7 +203,14 @@ def train_torch_vae(
     model = _build_model(torch, d, int(hidden), int(latent_dim), init)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
 
-    history = []
+    def test_metrics() -> dict:
+        neg_elbo, recon, kl = _evaluate(torch, model, xte, int(eval_samples))
+        metrics = {"neg_elbo": float(neg_elbo), "recon": float(recon), "kl": float(kl)}
+        if iw_samples:
+            metrics["iw_nll"] = _iw_nll(torch, model, xte, int(iw_samples))
+        return metrics
+
+    history, at = [], {}
     for _ in range(int(epochs)):
         perm = torch.randperm(n)
         total = 0.0
@@ -212,15 +224,11 @@ def train_torch_vae(
             opt.step()
             total += float(loss.detach()) * idx.shape[0]
         history.append(total / n)
+        if len(history) in eval_epochs and len(history) < epochs:
+            at[len(history)] = test_metrics()
 
-    neg_elbo, recon, kl = _evaluate(torch, model, xte, int(eval_samples))
-    result = {
-        "neg_elbo": float(neg_elbo),
-        "recon": float(recon),
-        "kl": float(kl),
-        "history": [float(h) for h in history],
-    }
-    if iw_samples:
-        result["iw_nll"] = _iw_nll(torch, model, xte, int(iw_samples))
+    result = {**test_metrics(), "history": [float(h) for h in history]}
+    if at:
+        result["at"] = at
     result["seconds"] = float(time.perf_counter() - t0)
     return result

@@ -64,6 +64,10 @@ class VAEOutput:
         return self.recon + self.kl
 
 
+#: The initializations a VAE offers (see :class:`VAE`).
+INITS = ("he", "torch")
+
+
 class VAE(Module):
     """A VAE with MLP encoder and decoder.
 
@@ -83,11 +87,17 @@ class VAE(Module):
     backend : Backend
         Holds the array module, dtype and the seeded generator that draws the
         initial weights and every ε.
+    init : str
+        The initial weights (:data:`INITS`).  ``"he"``: He uniform for the
+        layers after x and after ReLU-like activations, Glorot uniform after
+        other activations and for the μ and log σ² heads, zero biases.
+        ``"torch"``: every Dense layer as PyTorch's ``nn.Linear`` draws it,
+        W and b ~ U(−1/√fan_in, 1/√fan_in).
     """
 
     def __init__(self, input_dim: int = 784, hidden=(400,), latent_dim: int = 20,
                  activation: str = "relu", likelihood="bernoulli",
-                 backend: Backend | None = None):
+                 backend: Backend | None = None, init: str = "he"):
         super().__init__()
         self.backend = backend = backend or get_backend("numpy")
         self.input_dim = _positive_int("input_dim", input_dim)
@@ -100,12 +110,16 @@ class VAE(Module):
         self.likelihood: Likelihood = (make_likelihood(likelihood, backend)
                                        if isinstance(likelihood, str) else likelihood)
 
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        self.init = init
+        mlp_init, head_init = (None, "glorot") if init == "he" else ("torch", "torch")
         self.encoder = MLP([self.input_dim, *self.hidden], activation, backend,
-                           final_activation=activation)
-        self.mu_head = Dense(self.hidden[-1], self.latent_dim, backend)
-        self.logvar_head = Dense(self.hidden[-1], self.latent_dim, backend)
+                           final_activation=activation, init=mlp_init)
+        self.mu_head = Dense(self.hidden[-1], self.latent_dim, backend, init=head_init)
+        self.logvar_head = Dense(self.hidden[-1], self.latent_dim, backend, init=head_init)
         self.decoder = MLP([self.latent_dim, *reversed(self.hidden), self.input_dim],
-                           activation, backend)
+                           activation, backend, init=mlp_init)
         for prefix, module in self.modules().items():
             for k in module.params:
                 self.params[f"{prefix}.{k}"] = module.params[k]
@@ -122,7 +136,7 @@ class VAE(Module):
         """The constructor arguments, JSON-serializable (stored in checkpoints)."""
         cfg = {"input_dim": self.input_dim, "hidden": list(self.hidden),
                "latent_dim": self.latent_dim, "activation": self.activation,
-               "likelihood": self.likelihood.name}
+               "likelihood": self.likelihood.name, "init": self.init}
         if self.likelihood.name == "gaussian":
             cfg["likelihood_options"] = {"learn_logvar": self.likelihood.learn_logvar,
                                          "logvar": float(self.backend.to_numpy(self.likelihood.logvar)[0])}

@@ -286,30 +286,12 @@ def _check_config_fits_weights(source: str, cfg: dict, params: dict) -> None:
                                   f"none of the stored weights has")
 
 
-def _build_vae(cfg: dict, backend):
-    from .models.vae import VAE
-
-    cfg = dict(cfg)
-    options = cfg.pop("likelihood_options", {})
-    if cfg["likelihood"] == "gaussian":
-        from .likelihoods import Gaussian
-        cfg["likelihood"] = Gaussian(backend=backend, **options)
-    return VAE(backend=backend, **cfg)
-
-
-def _build_autoencoder(cfg: dict, backend):
+def _model_classes() -> dict:
+    """The model classes :func:`load_model` rebuilds, by the name a checkpoint stores."""
     from .models.autoencoder import Autoencoder
-    return Autoencoder(backend=backend, **cfg)
-
-
-def _build_denoising(cfg: dict, backend):
     from .models.denoising import DenoisingAutoencoder
-    return DenoisingAutoencoder(backend=backend, **cfg)  # cfg["corruption"] is a dict
-
-
-#: How :func:`load_model` rebuilds each model class from its stored config.
-MODEL_BUILDERS = {"VAE": _build_vae, "Autoencoder": _build_autoencoder,
-                  "DenoisingAutoencoder": _build_denoising}
+    from .models.vae import VAE
+    return {cls.__name__: cls for cls in (VAE, Autoencoder, DenoisingAutoencoder)}
 
 
 def load_vae(path, backend=None):
@@ -333,12 +315,13 @@ def _load(path, backend, only=None):
     source, name = repr(str(path)), meta.get("model")
     if only is not None and name != only:
         raise CheckpointError(f"{source} holds a {name!r}, not a {only}")
-    if name not in MODEL_BUILDERS:
+    classes = _model_classes()
+    if name not in classes:
         raise CheckpointError(f"{source} holds a {name!r} model; load_model knows "
-                              f"{', '.join(MODEL_BUILDERS)}")
+                              f"{', '.join(classes)}")
     _check_config_fits_weights(source, meta.get("model_config", {}), params)
     try:
-        model = MODEL_BUILDERS[name](meta["model_config"], backend or get_backend("numpy"))
+        model = classes[name].from_config(meta["model_config"], backend or get_backend("numpy"))
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{source}: the stored {name} config cannot be rebuilt "
                               f"({exc})") from None

@@ -285,17 +285,11 @@ def float64_copy(model):
     """
     from .backend import get_backend
     from .checkpoint import load_params
-    from .likelihoods import Gaussian
-    from .models.vae import VAE
 
     if model.backend.dtype == np.float64:
         return model
     be = get_backend(model.backend.name, dtype="float64", seed=model.backend.seed)
-    cfg = dict(model.config())
-    options = cfg.pop("likelihood_options", {})
-    if cfg["likelihood"] == "gaussian":
-        cfg["likelihood"] = Gaussian(backend=be, **options)
-    twin = VAE(backend=be, **cfg)
+    twin = type(model).from_config(model.config(), be)
     load_params(twin, {k: model.backend.to_numpy(v) for k, v in model.params.items()},
                 source="the float32 model")
     return twin

@@ -55,6 +55,17 @@ class Module:
     def num_params(self) -> int:
         return int(sum(p.size for p in self.params.values()))
 
+    @classmethod
+    def from_config(cls, config: dict, backend: Backend | None = None):
+        """A fresh model of the architecture ``config`` describes (what ``config()`` returned).
+
+        The one way a model is rebuilt from its description: by the checkpoint
+        loader, the float64 twin of :mod:`minivae.inference` and the split-batch
+        replicas of :mod:`minivae.parallel`.  Its weights are newly drawn;
+        load stored ones with :func:`minivae.checkpoint.load_params`.
+        """
+        return cls(**config, backend=backend)
+
 
 def _need_cache(value, module, what="forward"):
     if value is None:

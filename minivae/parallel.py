@@ -52,12 +52,13 @@ def make_replica(model):
         raise ValueError("split-batch steps support likelihoods without parameters "
                          f"(not a learned {model.likelihood.name} variance)")
     be = model.backend
-    twin = VAE(model.input_dim, model.hidden, model.latent_dim, model.activation,
-               model.likelihood.name, backend=Backend(be.name, be.dtype, seed=0))
+    twin = VAE.from_config(model.config(), Backend(be.name, be.dtype, seed=0))
     for mine, theirs in zip(_dense_layers(twin), _dense_layers(model)):
         mine.params = theirs.params          # the same dict: the same arrays
     if model.likelihood.name == "gaussian":
         twin.likelihood.logvar = model.likelihood.logvar
+    # and the flat view under the same names: the replica's params are the model's arrays
+    twin.params = {k: model.params[k] for k in twin.params}
     return twin
 
 

@@ -33,7 +33,11 @@ def test_replica_shares_weights_not_gradients():
     model = VAE(30, (20,), 4, backend=get_backend("numpy", seed=0))
     twin = make_replica(model)
     assert twin.encoder.layers[0].params["W"] is model.encoder.layers[0].params["W"]
-    assert twin.grads["encoder.0.W"] is not model.grads["encoder.0.W"]
+    # every parameter, in the layers and in the flat dict, is the model's own array
+    assert twin.params.keys() == model.params.keys()
+    assert all(twin.params[k] is model.params[k] for k in model.params)
+    assert all(twin.grads[k] is not model.grads[k] for k in model.grads)
+    assert all(not np.shares_memory(twin.grads[k], model.grads[k]) for k in model.grads)
 
 
 def test_training_with_split_batches_matches_serial_training():

@@ -142,6 +142,15 @@ class VAE(Module):
                                          "logvar": float(self.backend.to_numpy(self.likelihood.logvar)[0])}
         return cfg
 
+    @classmethod
+    def from_config(cls, config: dict, backend: Backend | None = None) -> "VAE":
+        """A fresh VAE of the architecture ``config()`` describes, its likelihood included."""
+        config = dict(config)
+        options = config.pop("likelihood_options", {})
+        if config.get("likelihood") == "gaussian":
+            config["likelihood"] = make_likelihood("gaussian", backend, **options)
+        return cls(**config, backend=backend)
+
     # -- input checks ----------------------------------------------------
     def check_input(self, x, full: bool = True):
         """Bring ``x`` onto the backend and check it; return the device array.

@@ -41,7 +41,8 @@ from common import machine, write_jsonl  # benchmarks/common.py, beside this fil
 from minivae.corruption import DEFAULT_LEVELS, corrupt_fixed, make_corruption
 from minivae.data import load_dataset
 from minivae.models.autoencoder import evaluate_reconstruction
-from minivae.train import CORRUPTED_TEST_SEED, AETrainConfig, train_autoencoder
+from minivae.numerics import FIXED_SEED as CORRUPTED_TEST_SEED
+from minivae.train import AETrainConfig, train_autoencoder
 
 SETTINGS = {"dataset": "mnist5k", "hidden": [256], "bottleneck": 64, "activation": "relu",
             "output": "sigmoid", "optimizer": "adam", "lr": 1e-3, "batch_size": 128,

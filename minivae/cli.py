@@ -19,12 +19,13 @@ SIGTERM                                                143     the last complete
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import math
 import sys
 from pathlib import Path
 
 from .backend import BackendError
 from .checkpoint import CheckpointError
-from .data import BINARIZE, DATASETS
 from .interrupts import Terminated, sigterm_as_interrupt
 from .parallel import MAX_THREADS
 
@@ -78,39 +79,75 @@ def int_list(text: str) -> tuple:
     return values
 
 
-def add_common_arguments(parser: argparse.ArgumentParser, out_default: str,
-                         epochs_default: int = 100) -> None:
-    """The flags every training script shares: backend, data, budget, seed, output."""
-    g = parser.add_argument_group("backend and data")
-    g.add_argument("--backend", choices=("numpy", "cupy", "auto"), default="numpy",
-                   help="array backend: numpy (CPU) or cupy (NVIDIA GPU) (default: numpy)")
-    g.add_argument("--dtype", choices=("float32", "float64"), default="float32",
-                   help="float type of parameters and activations (default: float32)")
-    g.add_argument("--dataset", choices=DATASETS, default="mnist5k",
-                   help="mnist5k: 5,000 real MNIST digits shipped inside minivae "
-                        "(4,500 train / 500 test); mnist, fashion-mnist: the standard IDX "
-                        "files from --data-dir, or --download (default: mnist5k)")
-    g.add_argument("--data-dir", default=None,
-                   help="directory with the four IDX .gz files of mnist / fashion-mnist")
-    g.add_argument("--download", action="store_true",
-                   help="download mnist / fashion-mnist (checksums verified) when --data-dir "
-                        "is not given")
-    g = parser.add_argument_group("training")
-    g.add_argument("--epochs", type=positive_int, default=epochs_default,
-                   help=f"(default: {epochs_default})")
-    g.add_argument("--batch-size", type=positive_int, default=128, help="(default: 128)")
-    g.add_argument("--optimizer", choices=("adam", "sgd"), default="adam", help="(default: adam)")
-    g.add_argument("--lr", type=positive_float, default=1e-3, help="learning rate (default: 1e-3)")
-    g.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default: 0.9)")
-    g.add_argument("--seed", type=non_negative_int, default=0,
-                   help="seeds weights, noise and shuffling (default: 0)")
-    g.add_argument("--out", type=output_dir, default=out_default,
-                   help=f"output directory, checked before training starts "
-                        f"(default: {out_default})")
-    g.add_argument("--no-progress", action="store_true", help="no progress bar within epochs")
+def finite_float(text: str) -> float:
+    """An argparse type: a finite number."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
+    return value
+
+
+#: How the command line parses each ``kind`` of setting (see :func:`minivae.config.setting`).
+KINDS = {"count": positive_int, "count0": non_negative_int, "positive": positive_float,
+         "number": finite_float, "widths": int_list, "dir": output_dir, "text": str,
+         "threads": integer_in(1, f"an integer from 1 to {MAX_THREADS}", MAX_THREADS)}
+
+#: The settings every training script offers, in the order ``--help`` lists them.
+SHARED = ("backend", "dtype", "dataset", "data_dir", "download", "epochs", "batch_size",
+          "optimizer", "lr", "momentum", "seed", "out", "progress")
+VAE_SETTINGS = SHARED + ("hidden", "latent_dim", "activation", "likelihood", "gaussian_logvar",
+                         "binarize", "init", "beta", "kl_warmup_epochs", "eval_samples",
+                         "iw_samples", "threads", "save_every")
+AE_SETTINGS = SHARED + ("hidden", "bottleneck", "activation", "output")
+DAE_SETTINGS = AE_SETTINGS + ("corruption", "noise_level", "clip")
+
+
+def _shown(default) -> str:
+    return ",".join(map(str, default)) if isinstance(default, tuple) else f"{default:g}" \
+        if isinstance(default, float) else str(default)
+
+
+def add_settings(parser: argparse.ArgumentParser, config_class, names) -> None:
+    """Add a flag for each setting ``names`` of ``config_class``, generated from its field.
+
+    The flag is ``--`` and the name with ``-`` for ``_`` (or the field's own
+    ``flag``); its default, choices, parser and help all come from the field,
+    so they are the library's.  A ``"switch"`` is a flag without a value.
+    """
+    fields = {f.name: f for f in dataclasses.fields(config_class)}
+    groups = {}
+    for name in names:
+        f, m = fields[name], fields[name].metadata
+        if m["group"] not in groups:
+            groups[m["group"]] = parser.add_argument_group(m["group"])
+        group = groups[m["group"]]
+        flag = m["flag"] or "--" + name.replace("_", "-")
+        if m["kind"] == "switch":
+            group.add_argument(flag, dest=name, default=f.default, help=m["help"],
+                               action="store_false" if f.default else "store_true")
+            continue
+        shown = "" if f.default is None or "default:" in m["help"] \
+            else f" (default: {_shown(f.default)})"
+        options = {"choices": m["choices"]} if m["choices"] is not None else {}
+        if m["kind"] is not None:
+            options["type"] = KINDS[m["kind"]]
+        if m["metavar"] is not None:
+            options["metavar"] = m["metavar"]
+        group.add_argument(flag, dest=name, default=f.default, help=m["help"] + shown, **options)
+
+
+def config_from_args(config_class, args):
+    """The ``config_class`` instance the parsed ``args`` describe (settings not offered: defaults)."""
+    names = {f.name for f in dataclasses.fields(config_class)}
+    return config_class(**{k: v for k, v in vars(args).items() if k in names})
 
 
 def vae_parser() -> argparse.ArgumentParser:
+    from .config import TrainConfig
+
     parser = argparse.ArgumentParser(
         prog="train_vae.py",
         description="Train a variational autoencoder with hand-written gradients. Writes "
@@ -120,63 +157,16 @@ def vae_parser() -> argparse.ArgumentParser:
                     "after the last completed epoch and exits with status 130 (143); a run "
                     "that diverges saves the last finite epoch's state and exits with "
                     "status 2.")
-    add_common_arguments(parser, out_default="runs/vae")
-    g = parser.add_argument_group("model")
-    g.add_argument("--hidden", type=int_list, default=(400,),
-                   help="hidden widths of the encoder, comma-separated; the decoder mirrors "
-                        "them (default: 400)")
-    g.add_argument("--latent-dim", type=positive_int, default=20, help="dimension of z (default: 20)")
-    g.add_argument("--activation", choices=("relu", "leaky_relu", "tanh", "sigmoid", "softplus"),
-                   default="relu", help="(default: relu)")
-    g.add_argument("--likelihood", choices=("bernoulli", "gaussian"), default="bernoulli",
-                   help="p(x|z): bernoulli on logits or gaussian (default: bernoulli)")
-    g.add_argument("--binarize", choices=BINARIZE, default=None,
-                   help="none, dynamic (resampled every batch) or static (once, seeded) "
-                        "(default: dynamic for bernoulli, none for gaussian)")
-    g.add_argument("--beta", type=positive_float, default=1.0,
-                   help="weight of the KL term in the training loss; 1 is the ELBO (default: 1)")
-    g.add_argument("--kl-warmup-epochs", type=non_negative_int, default=0,
-                   help="ramp the KL weight linearly, step by step, from 0 to --beta over this "
-                        "many epochs; 0 is no warm-up. Metrics always report the true -ELBO "
-                        "(default: 0)")
-    g = parser.add_argument_group("evaluation and checkpoints")
-    g.add_argument("--iw-samples", type=positive_int, default=0, metavar="K",
-                   help="at the end, estimate -log p(x) on the test set by importance "
-                        "weighting with K samples per digit (the IWAE bound; 500 or 5000 in "
-                        "papers) (default: skip)")
-    g.add_argument("--threads", type=integer_in(1, f"an integer from 1 to {MAX_THREADS}",
-                                                 MAX_THREADS),
-                   default=None, metavar="T",
-                   help="NumPy: split every batch into T row blocks run on T threads, so the "
-                        "elementwise work uses T cores too; ignored on CuPy. T changes results "
-                        "in the last bits only (see the README) and a resumed run keeps the "
-                        "stored T (default: 2 for batches of 128 or more on a multi-core "
-                        "machine, else 1)")
-    g.add_argument("--save-every", type=non_negative_int, default=0, metavar="N",
-                   help="also write the training checkpoint every N epochs; the final one is "
-                        "always written (default: 0, only the final)")
-    g.add_argument("--resume", default=None, metavar="PATH",
-                   help="continue the run stored in the checkpoint PATH (weights, optimizer "
-                        "state, epoch, random-generator states) up to --epochs epochs in "
-                        "total, writing into --out. Settings not given on the command line "
-                        "are taken from the checkpoint; a given one that differs from it is "
-                        "an error, except --epochs, --out, --no-progress, --save-every, "
-                        "--iw-samples, --backend, --data-dir and --download")
+    add_settings(parser, TrainConfig, VAE_SETTINGS)
+    parser.add_argument("--resume", default=None, metavar="PATH",
+                        help="continue the run stored in the checkpoint PATH (weights, "
+                             "optimizer state, epoch, random-generator states) up to --epochs "
+                             "epochs in total, writing into --out. Settings not given on the "
+                             "command line are taken from the checkpoint; a given one that "
+                             "differs from it is an error, except --epochs, --out, "
+                             "--no-progress, --save-every, --iw-samples, --backend, --data-dir "
+                             "and --download")
     return parser
-
-
-def _vae_config(args):
-    from .train import TrainConfig
-
-    return TrainConfig(
-        backend=args.backend, dataset=args.dataset, data_dir=args.data_dir,
-        download=args.download, epochs=args.epochs, batch_size=args.batch_size,
-        hidden=args.hidden, latent_dim=args.latent_dim, activation=args.activation,
-        likelihood=args.likelihood, binarize=args.binarize, optimizer=args.optimizer,
-        lr=args.lr, momentum=args.momentum, beta=args.beta,
-        kl_warmup_epochs=args.kl_warmup_epochs, seed=args.seed, dtype=args.dtype,
-        out=args.out, progress=not args.no_progress, save_every=args.save_every,
-        iw_samples=args.iw_samples, threads=args.threads)
 
 
 def _given_flags(argv) -> set:
@@ -194,10 +184,8 @@ def _resumed_config(config, path, given: set):
     defaults); train_vae then rejects any given setting that differs from the
     stored one.
     """
-    import dataclasses
-
     from .checkpoint import read_checkpoint
-    from .train import RESUME_MAY_CHANGE, TrainConfig
+    from .config import RESUME_MAY_CHANGE, TrainConfig
 
     meta, _ = read_checkpoint(path)
     stored = meta.get("extra", {}).get("train_config")
@@ -261,8 +249,10 @@ def main_vae(argv=None) -> int:
 
     from .train import figure_names, train_vae
 
+    from .config import TrainConfig
+
     args = vae_parser().parse_args(argv)
-    config = _vae_config(args)
+    config = config_from_args(TrainConfig, args)
 
     def train():
         nonlocal config
@@ -296,24 +286,6 @@ def main_vae(argv=None) -> int:
 
 # -- the autoencoder and the denoising autoencoder ------------------------------
 
-AE_EPOCHS = 50  # about 8 s on one CPU core with the embedded digits
-
-
-def _add_autoencoder_model_arguments(parser: argparse.ArgumentParser):
-    g = parser.add_argument_group("model")
-    g.add_argument("--hidden", type=int_list, default=(256,),
-                   help="hidden widths of the encoder, comma-separated; the decoder mirrors "
-                        "them (default: 256)")
-    g.add_argument("--bottleneck", type=positive_int, default=64,
-                   help="size of the code c = g(x) (default: 64)")
-    g.add_argument("--activation", choices=("relu", "leaky_relu", "tanh", "sigmoid", "softplus"),
-                   default="relu", help="(default: relu)")
-    g.add_argument("--output", choices=("sigmoid", "linear"), default="sigmoid",
-                   help="the decoder's last layer: sigmoid keeps x̂ in (0, 1) like the pixels "
-                        "(default: sigmoid)")
-    return g
-
-
 #: How an autoencoder run ends early, for the parsers' descriptions.
 _STOPS = (" Ctrl-C (or SIGTERM) saves the weights after the last completed epoch and exits "
           "with status 130 (143); a run that diverges saves the last finite weights and exits "
@@ -321,18 +293,19 @@ _STOPS = (" Ctrl-C (or SIGTERM) saves the weights after the last completed epoch
 
 
 def autoencoder_parser() -> argparse.ArgumentParser:
+    from .config import AETrainConfig
+
     parser = argparse.ArgumentParser(
         prog="train_autoencoder.py",
         description="Train an autoencoder on L = 1/n Σ ‖x − f(g(x))‖² with hand-written "
                     "gradients. Writes metrics.json, checkpoint.npz, reconstructions.png and "
                     "loss.png into --out." + _STOPS)
-    add_common_arguments(parser, out_default="runs/autoencoder", epochs_default=AE_EPOCHS)
-    _add_autoencoder_model_arguments(parser)
+    add_settings(parser, AETrainConfig, AE_SETTINGS)
     return parser
 
 
 def denoising_parser() -> argparse.ArgumentParser:
-    from .corruption import CORRUPTIONS, DEFAULT_LEVELS
+    from .config import DAETrainConfig
 
     parser = argparse.ArgumentParser(
         prog="train_denoising.py",
@@ -340,33 +313,15 @@ def denoising_parser() -> argparse.ArgumentParser:
                     "drawn afresh for every batch. Writes metrics.json, checkpoint.npz, "
                     "reconstructions.png (clean / corrupted / reconstructed) and loss.png "
                     "into --out." + _STOPS)
-    add_common_arguments(parser, out_default="runs/denoising", epochs_default=AE_EPOCHS)
-    g = _add_autoencoder_model_arguments(parser)
-    defaults = ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LEVELS.items())
-    g.add_argument("--corruption", choices=tuple(CORRUPTIONS), default="gaussian",
-                   help="χ(x̃|x): gaussian (x + σ n, clipped to [0, 1]), masking (a fraction ν "
-                        "of the pixels set to 0) or salt-pepper (a fraction ν set to 0 or 1) "
-                        "(default: gaussian)")
-    g.add_argument("--noise-level", type=float, default=None,
-                   help=f"σ for gaussian (≥ 0), ν for masking and salt-pepper (in [0, 1]) "
-                        f"(default: {defaults})")
-    g.add_argument("--no-clip", action="store_true",
-                   help="gaussian only: do not clip x̃ to [0, 1]")
+    add_settings(parser, DAETrainConfig, DAE_SETTINGS)
     return parser
 
 
-def _run_autoencoder(args, corruption=None, noise_level=None, clip=True) -> int:
-    from .train import AETrainConfig, train_autoencoder
+def _run_autoencoder(config) -> int:
+    from .train import train_autoencoder
 
-    config = AETrainConfig(
-        backend=args.backend, dataset=args.dataset, data_dir=args.data_dir,
-        download=args.download, epochs=args.epochs, batch_size=args.batch_size,
-        hidden=args.hidden, bottleneck=args.bottleneck, activation=args.activation,
-        output=args.output, corruption=corruption, noise_level=noise_level, clip=clip,
-        optimizer=args.optimizer, lr=args.lr, momentum=args.momentum, seed=args.seed,
-        dtype=args.dtype, out=args.out, progress=not args.no_progress)
     metrics, status = run_guarded(
-        lambda: train_autoencoder(config), args.out,
+        lambda: train_autoencoder(config), config.out,
         lambda exc: " (the weights only: an autoencoder run cannot be resumed; "
                     "minivae.checkpoint.load_model reloads them)")
     if metrics is None:
@@ -379,16 +334,15 @@ def _run_autoencoder(args, corruption=None, noise_level=None, clip=True) -> int:
         print(f"test (the same digits corrupted, against the clean ones): squared error "
               f"{c['sse_per_example']:.3f} per example, MSE {c['mse_per_pixel']:.5f} per pixel "
               f"(the corrupted input itself: MSE {c['input_mse_per_pixel']:.5f})")
-    print(f"wrote metrics.json, checkpoint.npz, reconstructions.png, loss.png into {args.out}")
+    print(f"wrote metrics.json, checkpoint.npz, reconstructions.png, loss.png into {config.out}")
     return 0
 
 
 def main_autoencoder(argv=None) -> int:
-    args = autoencoder_parser().parse_args(argv)
-    return _run_autoencoder(args)
+    from .config import AETrainConfig
+    return _run_autoencoder(config_from_args(AETrainConfig, autoencoder_parser().parse_args(argv)))
 
 
 def main_denoising(argv=None) -> int:
-    args = denoising_parser().parse_args(argv)
-    return _run_autoencoder(args, corruption=args.corruption, noise_level=args.noise_level,
-                            clip=not args.no_clip)
+    from .config import DAETrainConfig
+    return _run_autoencoder(config_from_args(DAETrainConfig, denoising_parser().parse_args(argv)))

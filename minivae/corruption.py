@@ -35,6 +35,7 @@ import math
 import numpy as np
 
 from .backend import array_module
+from .numerics import FIXED_SEED
 
 #: The default level of each corruption (the "moderate" levels of the benchmark).
 DEFAULT_LEVELS = {"gaussian": 0.3, "masking": 0.3, "salt-pepper": 0.2}
@@ -180,7 +181,7 @@ def make_corruption(name: str, level: float | None = None, **options) -> Corrupt
     return CORRUPTIONS[name](DEFAULT_LEVELS[name] if level is None else level, **options)
 
 
-def corrupt_fixed(corruption: Corruption, x: np.ndarray, seed: int = 20261125) -> np.ndarray:
+def corrupt_fixed(corruption: Corruption, x: np.ndarray, seed: int = FIXED_SEED) -> np.ndarray:
     """One fixed corruption of host data, the same for the same seed.
 
     Used for the corrupted test digits, so that every model (and every run) is

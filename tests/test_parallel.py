@@ -7,7 +7,8 @@ from minivae.backend import get_backend
 from minivae.data import Dataset, load_dataset
 from minivae.models.vae import VAE
 from minivae.parallel import SplitBatchStep, make_replica
-from minivae.train import TrainConfig, _splitter_for, train_vae
+from minivae.resources import splitter_for
+from minivae.train import TrainConfig, train_vae
 
 
 @pytest.mark.parametrize("threads,rows", [(2, 17), (3, 30), (2, 2), (2, 1)])
@@ -55,14 +56,14 @@ def test_training_with_split_batches_matches_serial_training():
 def test_automatic_choice_and_errors():
     be = get_backend("numpy", seed=0)
     model = VAE(30, (20,), 4, backend=be)
-    assert _splitter_for(TrainConfig(batch_size=64), model) is None
-    big = _splitter_for(TrainConfig(batch_size=1024), model)
+    assert splitter_for(TrainConfig(batch_size=64), model) is None
+    big = splitter_for(TrainConfig(batch_size=1024), model)
     import os
     assert (big is not None) == ((os.cpu_count() or 1) >= 2)
-    assert _splitter_for(TrainConfig(batch_size=1024, threads=1), model) is None
+    assert splitter_for(TrainConfig(batch_size=1024, threads=1), model) is None
     learned = VAE(30, (20,), 4, likelihood="gaussian", backend=be)
     learned.likelihood.params["logvar"] = learned.likelihood.logvar  # as learn_logvar=True does
-    assert _splitter_for(TrainConfig(batch_size=1024, likelihood="gaussian"), learned) is None
+    assert splitter_for(TrainConfig(batch_size=1024, likelihood="gaussian"), learned) is None
     with pytest.raises(ValueError, match="without parameters"):
         SplitBatchStep(learned, 2)
     with pytest.raises(ValueError, match="threads must be a positive integer"):

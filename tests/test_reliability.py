@@ -212,16 +212,16 @@ def test_a_disk_that_fills_during_the_run_keeps_the_last_checkpoint(tmp_path, mo
 
 def test_the_final_checkpoint_is_written_before_the_final_evaluation(tmp_path, small_digits,
                                                                      monkeypatch):
-    import minivae.train as train
+    import minivae.steps as steps
 
     seen = []
-    final = train.final_test_metrics
+    final = steps.final_test_metrics
 
     def evaluating(model, x_test, config):
         seen.append(read_training_checkpoint(tmp_path / "checkpoint.npz").training["epoch"])
         return final(model, x_test, config)
 
-    monkeypatch.setattr(train, "final_test_metrics", evaluating)
+    monkeypatch.setattr(steps, "final_test_metrics", evaluating)
     train_vae(_vae(tmp_path, epochs=2), dataset=small_digits)
     assert seen == [2]
 
@@ -263,16 +263,16 @@ def _interrupt_at(monkeypatch, call: int):
 
 def _second_ctrl_c_during_every_save(monkeypatch):
     """A real SIGINT to this process at the start of every checkpoint save."""
-    import minivae.train as train
+    import minivae.resume as resume
 
-    save = train.save_checkpoint
+    save = resume.save_checkpoint
 
     def ctrl_c_then_save(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.05)                   # the handler runs here if it is not held back
         return save(*args, **kwargs)
 
-    monkeypatch.setattr(train, "save_checkpoint", ctrl_c_then_save)
+    monkeypatch.setattr(resume, "save_checkpoint", ctrl_c_then_save)
 
 
 def _interrupted(run) -> TrainingInterrupted:

@@ -104,16 +104,16 @@ def test_ctrl_c_without_an_output_directory_is_a_plain_interrupt(small_digits, m
 
 
 def test_save_every_writes_the_checkpoint_every_n_epochs(tmp_path, small_digits, monkeypatch):
-    import minivae.train as train
+    import minivae.resume as resume
 
     saved_epochs = []
-    save = train.save_checkpoint
+    save = resume.save_checkpoint
 
     def recording_save(path, model, extra=None, **kw):
         saved_epochs.append(kw["training"]["epoch"])
         return save(path, model, extra, **kw)
 
-    monkeypatch.setattr(train, "save_checkpoint", recording_save)
+    monkeypatch.setattr(resume, "save_checkpoint", recording_save)
     train_vae(_config(tmp_path, epochs=5, save_every=2, kl_warmup_epochs=0),
               dataset=small_digits)
     assert saved_epochs == [2, 4, 5]
@@ -174,10 +174,11 @@ def test_cli_resume_errors(tmp_path, capsys):
     # fewer epochs in total than already trained
     assert main_vae(["--resume", ckpt, "--epochs", "1", "--out", str(run), "--no-progress"]) == 2
     assert "epochs must be at least the 2 epochs" in capsys.readouterr().err
-    # --iw-samples must be at least 1
+    # --iw-samples must be a count (0 skips the estimate)
     with pytest.raises(SystemExit) as info:
-        main_vae(["--resume", ckpt, "--iw-samples", "0"])
-    assert info.value.code == 2 and "expected a positive integer, got 0" in capsys.readouterr().err
+        main_vae(["--resume", ckpt, "--iw-samples", "-1"])
+    assert info.value.code == 2 and "expected a non-negative integer, got -1" in \
+        capsys.readouterr().err
     (run / "cut.npz").write_bytes((run / "checkpoint.npz").read_bytes()[:5000])
     assert main_vae(["--resume", str(run / "cut.npz"), "--epochs", "2", "--out", str(run),
                      "--no-progress"]) == 2

@@ -223,12 +223,12 @@ def test_a_training_step_keeps_no_memory(batch):
     from minivae.backend import get_backend
     from minivae.models.vae import VAE
     from minivae.optim import Adam
-    from minivae.train import _splitter_for
+    from minivae.resources import splitter_for
 
     be = get_backend("numpy", seed=0)
     model = VAE(784, (64,), 8, backend=be)
     opt = Adam(model.params, model.grads, lr=1e-3)
-    splitter = _splitter_for(_small(batch_size=batch, threads=2 if batch >= 128 else 1), model)
+    splitter = splitter_for(_small(batch_size=batch, threads=2 if batch >= 128 else 1), model)
     assert (splitter is None) == (batch < 128)
     x = (be.uniform((batch, 784)) < 0.3).astype(be.dtype)
 

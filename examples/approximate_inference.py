@@ -31,7 +31,8 @@ from minivae import plots
 from minivae.cli import integer_in, non_negative_int, output_dir, positive_int, run_guarded
 from minivae.data import binarize_fixed, load_dataset
 from minivae.files import atomic_write, prepare_output_dir
-from minivae.inference import float64_copy, log_normal_diag, vae_log_likelihood, vae_posterior_grid
+from minivae.inference import float64_copy, vae_log_likelihood, vae_posterior_grid
+from minivae.numerics import log_mean_exp, log_normal_diag
 from minivae.train import TrainConfig, train_vae
 
 
@@ -58,7 +59,7 @@ def importance_sampled_log_px(model, x, mu_q, logvar_q, k, rng):
     log_w = (vae_log_likelihood(model, x)(z) + log_normal_diag(z, 0.0, 0.0)
              - log_normal_diag(z, mu_q, logvar_q))
     w = np.exp(log_w - log_w.max())
-    return float(log_w.max() + np.log(w.mean())), float(w.std(ddof=1) / (np.sqrt(k) * w.mean()))
+    return float(log_mean_exp(log_w)), float(w.std(ddof=1) / (np.sqrt(k) * w.mean()))
 
 
 #: The finest grid per axis: a grid of n² cells decodes n² latent points per digit (plus a

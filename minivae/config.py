@@ -170,9 +170,10 @@ class TrainConfig(RunConfig):
     binarize: str | None = setting(None, "none, dynamic (resampled every batch) or static "
                                    "(once, seeded); default: dynamic for bernoulli, none for "
                                    "gaussian", choices=BINARIZE, group=_MODEL)
-    init: str = setting("he", "initial weights: he (He uniform after x and ReLU, Glorot "
-                        "uniform heads, zero biases) or torch (W, b ~ U(±1/√fan_in), "
-                        "PyTorch's nn.Linear)", choices=VAE_INITS, group=_MODEL)
+    init: str = setting("torch", "initial weights: torch (W, b ~ U(±1/√fan_in), PyTorch's "
+                        "nn.Linear; chosen by measurement, see the README) or he (He uniform "
+                        "after x and ReLU, Glorot uniform heads, zero biases)",
+                        choices=VAE_INITS, group=_MODEL)
     beta: float = setting(1.0, "weight of the KL term in the training loss; 1 is the ELBO",
                           kind="positive", group=_MODEL)
     kl_warmup_epochs: int = setting(0, "ramp the KL weight linearly, step by step, from 0 to "

@@ -11,15 +11,11 @@ is not a bound on −log p(x) and flatters the model; it is not done here.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from .data import DataError
+from .numerics import LOG_2PI, log_normal_std
 from .validation import positive_int
-
-LOG_2PI = math.log(2.0 * math.pi)
-
 
 def _checked_rows(model, x, check: bool):
     """``x`` through ``model.check_input``, and at least one row: a mean over none is no number."""
@@ -48,11 +44,6 @@ def evaluate_elbo(model, x, batch_size: int = 500, n_samples: int = 1, check: bo
             kl_sum += float(o.kl.sum())
     n = x.shape[0] * n_samples
     return {"neg_elbo": (recon_sum + kl_sum) / n, "recon": recon_sum / n, "kl": kl_sum / n}
-
-
-def _log_normal_std(z, xp):
-    """log N(z; 0, I) per row: −½ Σ_j (z_j² + log 2π)."""
-    return -0.5 * (z * z + LOG_2PI).sum(axis=-1)
 
 
 def iw_log_likelihood(model, x, k: int = 500, batch_size: int = 100, chunk: int = 100,
@@ -95,12 +86,13 @@ def iw_log_likelihood(model, x, k: int = 500, batch_size: int = 100, chunk: int 
             z = mu[:, None, :] + std[:, None, :] * eps                       # (B, c, L)
             out = model.decode(z.reshape(B * c, L), check=False)
             log_px_z = model.likelihood.log_prob(xp.repeat(xb, c, axis=0), out).reshape(B, c)
-            log_pz = _log_normal_std(z, xp)
+            log_pz = log_normal_std(z)
             log_qz = -0.5 * (eps * eps + logvar[:, None, :] + LOG_2PI).sum(axis=-1)
             log_w = log_px_z + log_pz - log_qz                                # (B, c)
             m = log_w.max(axis=1)
             chunk_lse = m + xp.log(xp.exp(log_w - m[:, None]).sum(axis=1))
             running = xp.logaddexp(running, chunk_lse)
+        # log of the mean of the k weights (numerics.log_mean_exp, here chunk by chunk)
         result.append(be.to_numpy(running - np.log(k)))
     return np.concatenate(result).astype(np.float64)
 

@@ -62,17 +62,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .kl import kl_normal_std
-
-LOG_2PI = math.log(2.0 * math.pi)
-
-
-def log_normal_diag(z, mu, logvar):
-    r"""log N(z; μ, diag σ²), summed over the last axis; ``logvar`` is log σ².
-
-        log N = −½ Σ_j [ log 2π + logvar_j + (z_j − μ_j)² e^{−logvar_j} ]
-    """
-    return -0.5 * (LOG_2PI + logvar + (z - mu) ** 2 * np.exp(-logvar)).sum(axis=-1)
-
+from .numerics import log_normal_diag
 
 def _logsumexp(a):
     m = float(np.max(a))

@@ -14,14 +14,12 @@ of shape (B, D).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from .backend import Backend, array_module, get_backend
 from .layers import Module, _need_cache, sigmoid
+from .numerics import LOG_2PI
 
-LOG_2PI = math.log(2.0 * math.pi)
 
 
 class Likelihood(Module):
@@ -91,7 +89,8 @@ class Bernoulli(Likelihood):
         result is exact to a few units in the last place *of 1*, the scale of
         x − σ(ℓ) itself (|x − σ| ≤ 1); only σ(ℓ) alone, where it falls below
         half an ulp of 1 (ℓ < −37 in float64, −17 in float32), is not carried
-        to full relative accuracy.  A test holds it to ``x - layers.sigmoid(ℓ)``.
+        to full relative accuracy.  :meth:`backward_reference` is the formula
+        as written, which tests hold it to.
         """
         x, out = _need_cache(self._cache, self, "log_prob")
         xp = array_module(out)
@@ -102,6 +101,16 @@ class Bernoulli(Likelihood):
         g -= 0.5                               # g = x − σ(ℓ)
         g *= dlogp[:, None]
         return g
+
+    def backward_reference(self, dlogp, accumulate: bool = True):
+        """The same gradient as the formula reads, ∂L/∂log p · (x − σ(ℓ)).
+
+        What :meth:`backward` must equal: ``tests/test_likelihoods.py`` holds
+        the two together in float64, ``tests/test_fast_paths.py`` trains with
+        this one in its place.  It makes three temporaries per pixel.
+        """
+        x, out = _need_cache(self._cache, self, "log_prob")
+        return dlogp[:, None] * (x - sigmoid(out, array_module(out)))
 
     def mean(self, out):
         return sigmoid(out, array_module(out))

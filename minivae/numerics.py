@@ -20,24 +20,27 @@ from __future__ import annotations
 
 import math
 
+from .backend import array_module
+
 LOG_2PI = math.log(2.0 * math.pi)
 
 #: The seed of the fixed draws of test data (binarization, corruption): the same for every run.
 FIXED_SEED = 20261125
 
 
-def log_normal_std(z, xp):
+def log_normal_std(z):
     """log N(z; 0, I), summed over the last axis."""
     return -0.5 * (z * z + LOG_2PI).sum(axis=-1)
 
 
-def log_normal_diag(z, mu, logvar, xp):
-    """log N(z; μ, diag σ²) with logvar = log σ², summed over the last axis."""
-    return -0.5 * (LOG_2PI + logvar + (z - mu) ** 2 * xp.exp(-logvar)).sum(axis=-1)
+def log_normal_diag(z, mu, logvar):
+    """log N(z; μ, diag σ²) with logvar = log σ², summed over the last axis (μ, logvar broadcast)."""
+    return -0.5 * (LOG_2PI + logvar + (z - mu) ** 2 * array_module(z).exp(-logvar)).sum(axis=-1)
 
 
-def log_mean_exp(a, xp, axis: int = -1):
+def log_mean_exp(a, axis: int = -1):
     """log of the mean of e^a along ``axis``: m + log Σ e^{a − m} − log N, m the maximum."""
+    xp = array_module(a)
     m = a.max(axis=axis, keepdims=True)
     n = a.shape[axis]
     return (m + xp.log(xp.exp(a - m).sum(axis=axis, keepdims=True))).squeeze(axis) - math.log(n)

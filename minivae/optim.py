@@ -158,6 +158,18 @@ class Adam(Optimizer):
         for done in others:
             done.result()                                          # re-raise a failure
 
+    def step_reference(self) -> None:
+        """The same update through :func:`adam_reference`, the formula as written.
+
+        What :meth:`step` must equal (``tests/test_fast_paths.py`` trains with it
+        in its place); it allocates new arrays at every line.
+        """
+        self.t += 1
+        for k, p in self.params.items():
+            p_new, m, v = adam_reference(p, self.grads[k], self.m[k], self.v[k], self.t,
+                                         self.lr, self.beta1, self.beta2, self.eps)
+            p[...], self.m[k][...], self.v[k][...] = p_new, m, v
+
     def _update(self, keys, step_size: float, eps: float) -> None:
         b1, b2 = self.beta1, self.beta2
         for k in keys:

@@ -3,8 +3,9 @@ gives the same loss curve (same seed, float32, so equal up to rounding).
 
 The fast paths are the Bernoulli gradient through tanh(ℓ/2), gradients written by
 backward(accumulate=False), the in-place two-thread Adam and the split-batch step; each has
-its own tight float64 test beside its code.  Here all of them are swapped out at once
-for the formulas as written in the docstrings, and a short training run must not notice.
+its own tight float64 test beside its code.  Their plain forms live in the library beside
+them (``Bernoulli.backward_reference``, ``Adam.step_reference``, the serial step).  Here all
+of them are swapped in at once, and a short training run must not notice.
 """
 
 import numpy as np
@@ -12,21 +13,7 @@ import pytest
 
 from minivae import likelihoods, models, optim
 from minivae.data import Dataset, load_dataset
-from minivae.layers import _need_cache, sigmoid
 from minivae.train import TrainConfig, train_vae
-
-
-def _reference_bernoulli_backward(self, dlogp, accumulate=True):
-    x, out = _need_cache(self._cache, self, "log_prob")
-    return dlogp[:, None] * (x - sigmoid(out))                  # ∂ log p / ∂ℓ = x − σ(ℓ)
-
-
-def _reference_adam_step(self):
-    self.t += 1
-    for k, p in self.params.items():
-        p_new, m, v = optim.adam_reference(p, self.grads[k], self.m[k], self.v[k], self.t,
-                                           self.lr, self.beta1, self.beta2, self.eps)
-        p[...], self.m[k][...], self.v[k][...] = p_new, m, v
 
 
 def _reference_vae_backward(original):
@@ -45,13 +32,13 @@ def test_reference_expressions_train_the_same_curve(monkeypatch):
     fast = train_vae(TrainConfig(**config), dataset=small)
 
     with monkeypatch.context() as mp:
-        mp.setattr(likelihoods.Bernoulli, "backward", _reference_bernoulli_backward)
-        mp.setattr(optim.Adam, "step", _reference_adam_step)
+        mp.setattr(likelihoods.Bernoulli, "backward", likelihoods.Bernoulli.backward_reference)
+        mp.setattr(optim.Adam, "step", optim.Adam.step_reference)
         mp.setattr(models.vae.VAE, "backward", _reference_vae_backward(models.vae.VAE.backward))
         # and the serial step instead of the split one
         reference = train_vae(TrainConfig(**config, threads=1), dataset=small)
 
-    assert likelihoods.Bernoulli.backward is not _reference_bernoulli_backward
+    assert likelihoods.Bernoulli.backward is not likelihoods.Bernoulli.backward_reference
     a = np.array([h["train_neg_elbo"] for h in fast["history"]])
     b = np.array([h["train_neg_elbo"] for h in reference["history"]])
     assert a[-1] < a[0] - 20                                     # it did learn

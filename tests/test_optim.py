@@ -120,6 +120,26 @@ def test_adam_step_equals_the_reference_formula_over_many_steps(be64):
         np.testing.assert_allclose(to_np(opt.v[k]), ref[k][2], rtol=1e-12, atol=1e-300)
 
 
+def test_adam_step_equals_its_reference_method(be64):
+    """Adam.step_reference (the library's plain form) and Adam.step take the same path."""
+    shapes = {"W": (7, 5), "b": (5,)}
+    start = {k: to_np(be64.standard_normal(s)) for k, s in shapes.items()}
+    runs = []
+    for method in ("step", "step_reference"):
+        params = {k: be64.to_device(v.copy()) for k, v in start.items()}
+        grads = {k: be64.xp.zeros(s) for k, s in shapes.items()}
+        opt = Adam(params, grads, lr=0.01, betas=(0.8, 0.95), eps=1e-6)
+        rng = np.random.default_rng(1)
+        for _ in range(30):
+            for k in params:
+                grads[k][...] = be64.to_device(rng.standard_normal(shapes[k]))
+            getattr(opt, method)()
+        runs.append({k: to_np(v) for k, v in params.items()})
+    for k in shapes:
+        np.testing.assert_allclose(runs[0][k], runs[1][k], rtol=1e-12, atol=1e-14)
+        assert not np.allclose(runs[0][k], start[k])
+
+
 def test_two_threads_give_bit_identical_updates():
     from minivae.backend import get_backend
     from minivae.models.vae import VAE

@@ -63,10 +63,11 @@ def test_checkpoint_reloads_the_trained_model(tmp_path, small_digits):
 
 def test_training_learns(small_digits):
     """A trained model against a number: the test -ELBO falls far below its starting value."""
-    m = train_vae(_small(epochs=20, hidden=(200,), latent_dim=10), dataset=small_digits)
+    m = train_vae(_small(epochs=30, hidden=(200,), latent_dim=10), dataset=small_digits)
     first, last = m["history"][0]["test_neg_elbo"], m["test"]["neg_elbo"]
-    # measured: 475.6 after epoch 1, 165.1 after epoch 20 (seed 0)
-    assert first > 400 and last < 175, (first, last)
+    # measured with the default init: 428.2 after epoch 1, 157.1 after epoch 30 (seed 0;
+    # seed 1: 420.3, 156.6)
+    assert first > 400 and last < 165, (first, last)
     assert m["history"][-1]["train_neg_elbo"] < m["history"][0]["train_neg_elbo"] - 200
 
 
@@ -169,8 +170,8 @@ def test_cli_trains_and_writes(tmp_path, capsys):
     (["--dataset", "cifar10"], "invalid choice: 'cifar10'"),
     (["--backend", "torch"], "invalid choice: 'torch'"),
     (["--hidden", "400,x"], "comma-separated positive integers"),
-    (["--iw-samples", "0"], "expected a positive integer, got 0"),
-    (["--iw-samples", "-2"], "expected a positive integer"),
+    (["--iw-samples", "-2"], "expected a non-negative integer, got -2"),
+    (["--gaussian-logvar", "nan", "--likelihood", "gaussian"], "expected a finite number"),
     (["--kl-warmup-epochs", "-1"], "expected a non-negative integer, got -1"),
     (["--save-every", "x"], "expected a non-negative integer, got 'x'"),
 ])

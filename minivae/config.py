@@ -15,6 +15,7 @@ library and the command line cannot disagree on a default: ``--epochs`` of
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -154,7 +155,8 @@ class TrainConfig(RunConfig):
     epochs (the final one is always written); ``iw_samples`` K > 0 adds the
     importance-weighted estimate of −log p(x) with K samples to the final test
     metrics (0 skips it).  ``gaussian_logvar`` None learns the Gaussian
-    likelihood's shared log σ² (starting from 0); a number fixes it there.
+    likelihood's shared log σ² (see :meth:`likelihood_options`); a number
+    fixes it there.
     ``threads`` T > 1 splits every batch into T row blocks that run forward
     and backward on T threads (:mod:`minivae.parallel`; NumPy only); 1 is the
     plain serial step; ``None`` picks 2 on NumPy for batches of
@@ -166,7 +168,8 @@ class TrainConfig(RunConfig):
                               "shared variance σ²", choices=LIKELIHOODS, group=_MODEL)
     gaussian_logvar: float | None = setting(
         None, "gaussian only: fix log σ² at this value (0 is σ² = 1); without it log σ² is "
-        "learned, starting from 0", kind="number", metavar="S", group=_MODEL)
+        "learned, starting from the log of the data's variance about its mean image",
+        kind="number", metavar="S", group=_MODEL)
     binarize: str | None = setting(None, "none, dynamic (resampled every batch) or static "
                                    "(once, seeded); default: dynamic for bernoulli, none for "
                                    "gaussian", choices=BINARIZE, group=_MODEL)
@@ -199,13 +202,24 @@ class TrainConfig(RunConfig):
             return self.binarize
         return "dynamic" if self.likelihood == "bernoulli" else "none"
 
-    def likelihood_options(self) -> dict:
-        """The keyword arguments of the Gaussian likelihood (empty for Bernoulli)."""
+    def likelihood_options(self, x_train) -> dict:
+        r"""The keyword arguments of the Gaussian likelihood (empty for Bernoulli).
+
+        A learned log σ² starts at the log of the training pixels' mean squared
+        deviation from the mean image, s = (1/(N D)) Σ_n Σ_d (x_nd − x̄_d)²: the
+        σ² that maximizes the likelihood of a model that has learned nothing
+        yet (every reconstruction the mean image).  From there Adam, whose
+        steps move a parameter by about the learning rate, has only the
+        distance the model's learning opens up to travel (from σ² = 1 it would
+        need thousands of steps to reach the data's scale first).
+        """
         if self.likelihood != "gaussian":
             return {}
-        if self.gaussian_logvar is None:
-            return {"logvar": 0.0, "learn_logvar": True}
-        return {"logvar": float(self.gaussian_logvar), "learn_logvar": False}
+        if self.gaussian_logvar is not None:
+            return {"logvar": float(self.gaussian_logvar), "learn_logvar": False}
+        x = np.asarray(x_train, dtype=np.float64)
+        spread = float(((x - x.mean(axis=0)) ** 2).mean())
+        return {"logvar": math.log(max(spread, 1e-12)), "learn_logvar": True}
 
     def validate(self) -> "TrainConfig":
         """Raise ValueError naming the first bad setting; return self."""

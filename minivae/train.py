@@ -125,7 +125,7 @@ def train_vae(config: TrainConfig | None = None, dataset=None, return_model: boo
     model = VAE(input_dim=data.x_train.shape[1], hidden=config.hidden,
                 latent_dim=config.latent_dim, activation=config.activation,
                 likelihood=make_likelihood(config.likelihood, backend,
-                                           **config.likelihood_options()),
+                                           **config.likelihood_options(data.x_train)),
                 backend=backend, init=config.init)
     config = dataclasses.replace(config, threads=resolve_threads(config, model))
     optimizer = optimizer_for(config, model)

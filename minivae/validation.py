@@ -52,3 +52,21 @@ def first_nonfinite(arrays: dict):
             if bad:
                 return key, bad
     return None
+
+
+def real_array(name, a, xp):
+    """``a`` as an array of real floating-point numbers (integers and bools become float64)."""
+    a = xp.asarray(a)
+    if a.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must hold real numbers, got dtype {a.dtype}")
+    return a if a.dtype.kind == "f" else a.astype(np.float64)
+
+
+def checked_real_arrays(names, arrays, xp, check: bool = True):
+    """The arrays as real floating-point arrays; with ``check``, ValueError for NaN or Inf."""
+    arrays = [real_array(n, a, xp) for n, a in zip(names, arrays)]
+    if check:
+        for n, a in zip(names, arrays):
+            if not bool(xp.isfinite(a).all()):
+                raise ValueError(f"{n} must be finite; it contains NaN or Inf")
+    return arrays

@@ -1,6 +1,6 @@
 r"""The KL family against numerical integration, and the lecture's properties, by hypothesis (float64).
 
-Every closed form in minivae/kl.py is compared with a reference computed along an
+Every closed form in minivae/kl.py and minivae/kl_mvn.py is compared with a reference computed along an
 independent path: explicit sums for probability vectors, ``scipy.integrate.quad``
 (1-D) and ``dblquad`` (2-D) of p·log(p/q) with densities written from the textbook
 formula (explicit inverse and ``slogdet``, the reference may use them), and Monte

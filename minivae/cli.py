@@ -62,7 +62,7 @@ def positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
+    if not value > 0 or not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text}")
     return value
 
@@ -106,8 +106,10 @@ DAE_SETTINGS = AE_SETTINGS + ("corruption", "noise_level", "clip")
 
 
 def _shown(default) -> str:
-    return ",".join(map(str, default)) if isinstance(default, tuple) else f"{default:g}" \
-        if isinstance(default, float) else str(default)
+    """A default as ``--help`` shows it: ``512,256`` for widths, ``0.001`` for a float."""
+    if isinstance(default, tuple):
+        return ",".join(map(str, default))
+    return f"{default:g}" if isinstance(default, float) else str(default)
 
 
 def add_settings(parser: argparse.ArgumentParser, config_class, names) -> None:

@@ -30,6 +30,23 @@ ROOT = Path(__file__).resolve().parents[1]
 STEPS_PER_EPOCH = 8          # 1,000 digits in batches of 128
 
 
+@pytest.fixture(autouse=True)
+def _python_sigint_handler():
+    """SIGINT handled as Python sets it up, also where this process inherited SIGINT ignored.
+
+    A shell without job control starts background commands (``cmd &``) with SIGINT
+    ignored, and Python then installs no handler of its own: the real-signal tests
+    below would be vacuous (a second Ctrl-C that does nothing) or hang.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def _default_sigint_in_child():
+    """preexec_fn: the child starts with SIGINT at its default, so Python installs its handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
 
 def _vae(out, **kw):
     base = dict(epochs=4, hidden=(64,), latent_dim=8, progress=False,
@@ -335,7 +352,8 @@ def test_a_real_signal_to_the_example_script_saves_and_exits(tmp_path, signum, n
     proc = subprocess.Popen([sys.executable, str(ROOT / "examples" / "train_vae.py"),
                              "--epochs", "10000", "--hidden", "16", "--latent-dim", "2",
                              "--no-progress", "--out", str(tmp_path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint_in_child)
     try:
         for line in proc.stdout:
             if line.startswith("epoch   2/"):

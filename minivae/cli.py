@@ -99,8 +99,8 @@ KINDS = {"count": positive_int, "count0": non_negative_int, "positive": positive
 SHARED = ("backend", "dtype", "dataset", "data_dir", "download", "epochs", "batch_size",
           "optimizer", "lr", "momentum", "seed", "out", "progress")
 VAE_SETTINGS = SHARED + ("hidden", "latent_dim", "activation", "likelihood", "gaussian_logvar",
-                         "binarize", "init", "beta", "kl_warmup_epochs", "eval_samples",
-                         "iw_samples", "threads", "save_every")
+                         "binarize", "init", "objective", "k", "beta", "kl_warmup_epochs",
+                         "eval_samples", "iw_samples", "threads", "save_every")
 AE_SETTINGS = SHARED + ("hidden", "bottleneck", "activation", "output")
 DAE_SETTINGS = AE_SETTINGS + ("corruption", "noise_level", "clip")
 
@@ -275,8 +275,10 @@ def main_vae(argv=None) -> int:
           f"recon {t['recon']:.3f} + KL {t['kl']:.3f} nats per example; "
           f"{t['active_units']} of {config.latent_dim} latent units active")
     if "iw_nll" in t:
+        se = f" ± {t['iw_nll_se']:.3f} (standard error over the digits)" \
+            if t.get("iw_nll_se") is not None else ""
         print(f"test -log p(x) by importance weighting with {t['iw_samples']} samples: "
-              f"{t['iw_nll']:.3f} nats per example")
+              f"{t['iw_nll']:.3f}{se} nats per example")
     mem = metrics["memory"]
     if mem["peak_rss_mib"] is not None:
         gpu = f", CuPy pool {mem['gpu_pool_mib']:.0f} MiB" if "gpu_pool_mib" in mem else ""

@@ -70,6 +70,9 @@ def _checked_hidden(hidden) -> tuple:
     return tuple(int(h) for h in widths)
 
 
+#: What a VAE run may maximize: the ELBO, or the importance-weighted bound.
+OBJECTIVES = ("elbo", "iwae")
+
 _DATA = "backend and data"
 _CORRUPTION_HELP = ("χ(x̃|x): gaussian (x + σ n, clipped to [0, 1]), masking (a fraction ν of "
                     "the pixels set to 0) or salt-pepper (a fraction ν set to 0 or 1)")
@@ -154,7 +157,9 @@ class TrainConfig(RunConfig):
     compare.  ``save_every`` N > 0 writes the training checkpoint every N
     epochs (the final one is always written); ``iw_samples`` K > 0 adds the
     importance-weighted estimate of −log p(x) with K samples to the final test
-    metrics (0 skips it).  ``gaussian_logvar`` None learns the Gaussian
+    metrics (0 skips it).  ``objective="iwae"`` trains on the importance-weighted
+    bound with ``k`` samples per example (:mod:`minivae.models.iwae`) instead of
+    the ELBO.  ``gaussian_logvar`` None learns the Gaussian
     likelihood's shared log σ² (see :meth:`likelihood_options`); a number
     fixes it there.
     ``threads`` T > 1 splits every batch into T row blocks that run forward
@@ -177,6 +182,11 @@ class TrainConfig(RunConfig):
                         "nn.Linear; chosen by measurement, see the README) or he (He uniform "
                         "after x and ReLU, Glorot uniform heads, zero biases)",
                         choices=VAE_INITS, group=_MODEL)
+    objective: str = setting("elbo", "what training maximizes: elbo, or iwae, the "
+                             "importance-weighted bound L_k = log (1/k) Σ_i w_i (Burda et al.)",
+                             choices=OBJECTIVES, group=_MODEL)
+    k: int | None = setting(None, "iwae only: importance samples per example; default: 5",
+                            kind="count", metavar="K", group=_MODEL)
     beta: float = setting(1.0, "weight of the KL term in the training loss; 1 is the ELBO",
                           kind="positive", group=_MODEL)
     kl_warmup_epochs: int = setting(0, "ramp the KL weight linearly, step by step, from 0 to "
@@ -196,6 +206,10 @@ class TrainConfig(RunConfig):
         "bits only (see the README) and a resumed run keeps the stored T; default: 2 for "
         "batches of 128 or more on a multi-core machine, else 1", kind="threads",
         metavar="T", group=_EVAL)
+
+    def resolved_k(self) -> int:
+        """The importance samples per example of the iwae objective (5 when ``k`` is None)."""
+        return 5 if self.k is None else self.k
 
     def resolved_binarize(self) -> str:
         if self.binarize is not None:
@@ -235,6 +249,18 @@ class TrainConfig(RunConfig):
             if self.threads > MAX_THREADS:
                 raise ValueError(f"threads must be at most {MAX_THREADS}, got {self.threads}")
         positive_number("beta", self.beta)
+        _check_choice(self, "objective", OBJECTIVES)
+        if self.objective == "iwae":
+            if self.k is not None:
+                _check_counts(self, "k")
+            if self.beta != 1 or self.kl_warmup_epochs:
+                raise ValueError("beta and kl_warmup_epochs weigh the ELBO's KL term; the "
+                                 "iwae objective has none (keep beta=1, kl_warmup_epochs=0)")
+            if self.threads not in (None, 1):
+                raise ValueError(f"threads={self.threads}: the split-batch step computes the "
+                                 f"ELBO's gradient; the iwae objective runs serially (threads=1)")
+        elif self.k is not None:
+            raise ValueError(f"k={self.k!r} goes with objective='iwae', not {self.objective!r}")
         if self.gaussian_logvar is not None:
             if self.likelihood != "gaussian":
                 raise ValueError(f"gaussian_logvar={self.gaussian_logvar!r} goes with "

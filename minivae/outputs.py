@@ -64,7 +64,8 @@ def write_figures(out: Path, model, history: list, x_test_host, y_test, image_sh
 
     reconstructions.png: 10 test digits above their reconstructions E[x|z=μ(x)];
     samples.png: 64 decoded draws z ~ N(0, I); loss.png: train and test −ELBO
-    per epoch; loss_terms.png: −ELBO, reconstruction and KL per epoch (and the
+    per epoch (for the iwae objective: train and test −L_k, and test −ELBO);
+    loss_terms.png: −ELBO, reconstruction and KL per epoch (and the
     KL weight β when it is not 1); latent_scatter.png: μ(x) of the test digits
     coloured by label (PCA when latent_dim > 2); manifold.png (latent_dim 2):
     the decoded grid of z at normal quantiles.
@@ -76,8 +77,13 @@ def write_figures(out: Path, model, history: list, x_test_host, y_test, image_sh
     plots.plot_reconstructions(x, be.to_numpy(model.reconstruct(x)), out / "reconstructions.png",
                                image_shape)
     plots.plot_samples(be.to_numpy(model.sample(64)), out / "samples.png", image_shape)
-    plots.plot_curves(history, ["train_neg_elbo", "test_neg_elbo"], out / "loss.png",
-                      title="negative ELBO (z sampled)")
+    if "train_neg_iw_bound" in history[0]:           # trained on the importance-weighted bound
+        plots.plot_curves(history, ["train_neg_iw_bound", "test_neg_iw_bound", "test_neg_elbo"],
+                          out / "loss.png", title=f"−L_{history[0]['k']}, the importance-weighted "
+                                                  f"bound, and −ELBO (z sampled)")
+    else:
+        plots.plot_curves(history, ["train_neg_elbo", "test_neg_elbo"], out / "loss.png",
+                          title="negative ELBO (z sampled)")
     plots.plot_loss_terms(history, out / "loss_terms.png")
     mu = np.concatenate([be.to_numpy(model.encode(x_test_host[s:s + 1000])[0])
                          for s in range(0, len(x_test_host), 1000)])

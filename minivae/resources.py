@@ -108,7 +108,7 @@ def resolve_threads(config, model) -> int:
 
     ``config.threads`` when given; for None the automatic choice: 2 on NumPy
     for batches of ≥ SPLIT_BATCH_MIN rows on a machine with 2 cores or more
-    (and a likelihood without parameters), else 1.  Only NumPy splits: on CuPy
+    (a likelihood without parameters, the ELBO objective), else 1.  Only NumPy splits: on CuPy
     one kernel already uses the whole device, so any T there is 1 (with a
     note when more was asked for).
 
@@ -129,7 +129,7 @@ def resolve_threads(config, model) -> int:
     if config.threads is not None:
         return config.threads
     auto = (config.batch_size >= SPLIT_BATCH_MIN and (os.cpu_count() or 1) >= 2
-            and not model.likelihood.params)
+            and not model.likelihood.params and getattr(config, "objective", "elbo") == "elbo")
     return 2 if auto else 1
 
 

@@ -47,7 +47,7 @@ from .resources import (SPLIT_BATCH_MIN, check_autoencoder_fits, check_vae_fits,
                         optimizer_for, resolve_threads, splitter_for)
 from .resume import (check_resumable, restore, save_training_checkpoint, save_weights,
                      take_snapshot, with_stored_threads)
-from .steps import ACTIVE_UNIT_THRESHOLD, AEStep, VAEStep
+from .steps import ACTIVE_UNIT_THRESHOLD, AEStep, IWAEStep, VAEStep
 
 #: What ``from minivae.train import …`` offers: the two training functions, their
 #: configs and errors, and the names a caller of them may need.
@@ -146,7 +146,8 @@ def train_vae(config: TrainConfig | None = None, dataset=None, return_model: boo
     if ckpt is not None:
         print(f"resuming {source} after epoch {start} of {config.epochs}", flush=True)
 
-    step = VAEStep(model, config, x_test, len(batches), splitter_for(config, model))
+    step = VAEStep(model, config, x_test, len(batches), splitter_for(config, model)) \
+        if config.objective == "elbo" else IWAEStep(model, config, x_test, len(batches))
     save = _saver(out, lambda path, snap: save_training_checkpoint(path, model, config, snap,
                                                                    sizes))
 

@@ -75,4 +75,6 @@ def test_checkpoints_and_histories_are_bit_identical_to_c963aa9(tmp_path, small_
     for case in before:
         assert after[case]["arrays"] == before[case]["arrays"], case
         assert after[case]["history"] == before[case]["history"], case
-        assert after[case]["test"] == before[case]["test"], case
+        # (the final test metrics may have gained keys since, e.g. iw_nll_se; none changed)
+        assert {k: after[case]["test"][k] for k in before[case]["test"]} == \
+            before[case]["test"], case

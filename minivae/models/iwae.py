@@ -1,0 +1,119 @@
+r"""The importance-weighted bound (IWAE, Burda et al. 2016) of a VAE, forward and backward by hand.
+
+For one example x, k draws z_i = μ + σ ⊙ ε_i, ε_i ~ N(0, I), from q(z|x) give the
+weights w_i = p(x|z_i) p(z_i) / q(z_i|x) and the bound::
+
+    L_k(x) = log (1/k) Σ_i w_i   ≤ log p(x)        (Jensen, as for the ELBO)
+
+L_1 is the ELBO (with the KL estimated from the one z), L_k does not decrease
+in k and tends to log p(x).  Training maximizes it: the loss of a batch of B
+examples is −(1/B) Σ_b L_k(x_b).  The model is the same VAE; only the
+objective differs, so everything that evaluates a VAE evaluates it.
+
+The log-weights, with logvar = log σ² and (z_i − μ)/σ = ε_i::
+
+    log w_i = log p(x|z_i) + log N(z_i; 0, I) − log N(z_i; μ, σ²)
+            = log p(x|z_i) − ½ Σ_j z_ij²  + ½ Σ_j (logvar_j + ε_ij²)
+
+(the two log 2π cancel).
+
+Backward.  L_k = logsumexp_i(log w_i) − log k, so with the normalized weights
+w̃_i = w_i / Σ_l w_l = softmax_i(log w_i),  ∂L_k/∂ log w_i = w̃_i, and for the
+batch loss ∂L/∂ log w_bi = −w̃_bi / B.  Each log w_i depends on the parameters
+through z_i = μ + σ ⊙ ε_i (ε held fixed) and on logvar directly::
+
+    ∂ log w_i/∂out_i    = ∂ log p(x|z_i)/∂out_i                    (likelihood.backward)
+    ∂ log w_i/∂z_i      = decoder backward of it  −  z_i            (the prior's −½‖z‖²)
+    ∂ log w_i/∂μ        = ∂ log w_i/∂z_i                             (∂z/∂μ = 1; −log q of
+                                                                     z = μ + σε is free of μ)
+    ∂ log w_i/∂logvar   = ∂ log w_i/∂z_i ⊙ ½ σ ⊙ ε_i  +  ½          (∂z/∂logvar = ½σε; the
+                                                                     −log q term gives ½)
+
+so, summing over the k draws that share one μ and logvar::
+
+    ∂L/∂z_bi      = −(w̃_bi/B) [ decoder backward of ∂log p/∂out  −  z_bi ]
+    ∂L/∂μ_b       = Σ_i ∂L/∂z_bi
+    ∂L/∂logvar_b  = Σ_i ∂L/∂z_bi ⊙ ½ σ_b ⊙ ε_bi  −  ½/B        (Σ_i w̃_bi = 1)
+
+and from μ and logvar on as in the VAE.  In code the factor −w̃_bi/B enters
+once, as ∂L/∂ log p of row (b, i) given to the likelihood; the prior's term is
+added to the decoder's ∂L/∂z as (w̃_bi/B) z_bi.  With k = 1, w̃ = 1 and this is
+the gradient of the single-sample ELBO whose KL is estimated at z
+(∂/∂μ gets z/B where the VAE's analytic KL gives μ/B): the same in expectation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..validation import positive_int
+
+
+@dataclass
+class IWAEOutput:
+    """One batch through the bound: per example ``bound`` = L_k(x) (nats), and the (B, k) ``log_w``."""
+
+    bound: object
+    log_w: object
+
+
+class IWAEObjective:
+    """The k-sample importance-weighted bound of ``model`` (a VAE), with its gradient.
+
+    ``forward(x)`` scores a batch and caches what ``backward`` needs;
+    ``backward()`` writes (or adds) the gradient of −mean_b L_k(x_b) into
+    ``model.grads``.  ``loss(x, eps)`` is that batch loss as a float, for
+    gradient checks with ε held fixed (``eps`` of shape (B, k, latent_dim)).
+    """
+
+    def __init__(self, model, k: int = 5):
+        self.model, self.k = model, positive_int("k", k)
+        self._cache = None
+
+    def forward(self, x, eps=None, check: bool = True) -> IWAEOutput:
+        m, k = self.model, self.k
+        xp = m.backend.xp
+        x = m.check_input(x, full=check)
+        B, L = x.shape[0], m.latent_dim
+        mu, logvar = m.encode(x, check=False)
+        if eps is None:
+            eps = m.backend.standard_normal((B, k, L))
+        elif eps.shape != (B, k, L):
+            raise ValueError(f"eps must have shape {(B, k, L)}, got {eps.shape}")
+        std = xp.exp(0.5 * logvar)
+        z = (mu[:, None, :] + std[:, None, :] * eps).reshape(B * k, L)   # row b·k + i
+        out = m.decoder.forward(z)
+        log_px_z = m.likelihood.log_prob(xp.repeat(x, k, axis=0), out).reshape(B, k)
+        log_w = (log_px_z - 0.5 * (z * z).sum(axis=1).reshape(B, k)
+                 + 0.5 * (logvar[:, None, :] + eps * eps).sum(axis=2))
+        top = log_w.max(axis=1, keepdims=True)
+        w = xp.exp(log_w - top)
+        total = w.sum(axis=1, keepdims=True)
+        bound = (top + xp.log(total))[:, 0] - np.log(k)       # logsumexp − log k
+        self._cache = (std, eps, z, w / total)                 # w̃ = softmax(log w)
+        return IWAEOutput(bound=bound, log_w=log_w)
+
+    def backward(self, batch_total: int | None = None, accumulate: bool = True) -> None:
+        """∂/∂θ of −(1/B) Σ_b L_k(x_b) into ``model.grads`` (see the module docstring)."""
+        if self._cache is None:
+            raise RuntimeError("IWAEObjective.backward called before forward")
+        m, k = self.model, self.k
+        std, eps, z, w_tilde = self._cache
+        B = std.shape[0] if batch_total is None else batch_total
+        acc = accumulate
+        dlogp = (-w_tilde / B).reshape(-1)                          # ∂L/∂log p(x|z_bi)
+        dout = m.likelihood.backward(dlogp, accumulate=acc)
+        dz = m.decoder.backward(dout, accumulate=acc)               # through the decoder
+        dz += (-dlogp)[:, None] * z                                 # the prior: −(w̃/B)(−z)
+        dz = dz.reshape(std.shape[0], k, -1)
+        dmu = dz.sum(axis=1)                                        # ∂z/∂μ = 1
+        dlogvar = (dz * eps).sum(axis=1) * (0.5 * std) - 0.5 / B    # ½σε, and −log q's ½
+        dh = (m.mu_head.backward(dmu, accumulate=acc)
+              + m.logvar_head.backward(dlogvar, accumulate=acc))
+        m.encoder.backward(dh, need_dx=False, accumulate=acc)
+
+    def loss(self, x, eps=None, check: bool = True) -> float:
+        """Forward, and −mean_b L_k(x_b) as a Python float."""
+        return float(-self.forward(x, eps=eps, check=check).bound.mean())

@@ -99,7 +99,8 @@ KINDS = {"count": positive_int, "count0": non_negative_int, "positive": positive
 SHARED = ("backend", "dtype", "dataset", "data_dir", "download", "epochs", "batch_size",
           "optimizer", "lr", "momentum", "seed", "out", "progress")
 VAE_SETTINGS = SHARED + ("hidden", "latent_dim", "activation", "likelihood", "gaussian_logvar",
-                         "binarize", "init", "objective", "k", "beta", "kl_warmup_epochs",
+                         "binarize", "init", "posterior", "objective", "k", "beta",
+                         "kl_warmup_epochs",
                          "eval_samples", "iw_samples", "threads", "save_every")
 AE_SETTINGS = SHARED + ("hidden", "bottleneck", "activation", "output")
 DAE_SETTINGS = AE_SETTINGS + ("corruption", "noise_level", "clip")

@@ -27,6 +27,7 @@ from .files import check_output_path
 from .layers import ACTIVATIONS
 from .likelihoods import LIKELIHOODS
 from .models.autoencoder import OUTPUTS as AE_OUTPUTS
+from .models.posterior import POSTERIORS
 from .models.vae import INITS as VAE_INITS
 from .optim import OPTIMIZERS
 from .parallel import MAX_THREADS
@@ -157,7 +158,8 @@ class TrainConfig(RunConfig):
     compare.  ``save_every`` N > 0 writes the training checkpoint every N
     epochs (the final one is always written); ``iw_samples`` K > 0 adds the
     importance-weighted estimate of −log p(x) with K samples to the final test
-    metrics (0 skips it).  ``objective="iwae"`` trains on the importance-weighted
+    metrics (0 skips it).  ``posterior="full"`` gives q(z|x) a full covariance
+    (:mod:`minivae.models.posterior`).  ``objective="iwae"`` trains on the importance-weighted
     bound with ``k`` samples per example (:mod:`minivae.models.iwae`) instead of
     the ELBO.  ``gaussian_logvar`` None learns the Gaussian
     likelihood's shared log σ² (see :meth:`likelihood_options`); a number
@@ -182,6 +184,9 @@ class TrainConfig(RunConfig):
                         "nn.Linear; chosen by measurement, see the README) or he (He uniform "
                         "after x and ReLU, Glorot uniform heads, zero biases)",
                         choices=VAE_INITS, group=_MODEL)
+    posterior: str = setting("diagonal", "q(z|x): diagonal, N(μ, diag σ²), or full, N(μ, L Lᵀ) "
+                             "with a lower-triangular L from a third encoder head",
+                             choices=POSTERIORS, group=_MODEL)
     objective: str = setting("elbo", "what training maximizes: elbo, or iwae, the "
                              "importance-weighted bound L_k = log (1/k) Σ_i w_i (Burda et al.)",
                              choices=OBJECTIVES, group=_MODEL)
@@ -250,6 +255,9 @@ class TrainConfig(RunConfig):
                 raise ValueError(f"threads must be at most {MAX_THREADS}, got {self.threads}")
         positive_number("beta", self.beta)
         _check_choice(self, "objective", OBJECTIVES)
+        _check_choice(self, "posterior", POSTERIORS)
+        if self.posterior == "full" and self.latent_dim < 2:
+            raise ValueError("posterior='full' needs latent_dim ≥ 2")
         if self.objective == "iwae":
             if self.k is not None:
                 _check_counts(self, "k")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .data import DataError
-from .numerics import LOG_2PI, log_normal_std
+from .numerics import log_normal_std
 from .validation import positive_int
 
 def _checked_rows(model, x, check: bool):
@@ -50,12 +50,15 @@ def iw_log_likelihood(model, x, k: int = 500, batch_size: int = 100, chunk: int 
                       check: bool = True):
     r"""The importance-weighted estimate of log p(x) per example (the IWAE bound).
 
-    With z_1 … z_k drawn independently from q(z|x) = N(μ, diag σ²)::
+    With z_1 … z_k drawn independently from q(z|x) = N(μ, L Lᵀ) (L = diag σ for
+    the diagonal posterior)::
 
         log p(x) ≥ L_k(x) = E[ log (1/k) Σ_i w_i ],   w_i = p(x|z_i) p(z_i) / q(z_i|x)
 
-        log w_i = log p(x|z_i) + log N(z_i; 0, I) − log N(z_i; μ, σ²)
-        log N(z_i; μ, σ²) = −½ Σ_j ( ε_ij² + logvar_j + log 2π ),  z_i = μ + σ ⊙ ε_i
+        log w_i = log p(x|z_i) + log N(z_i; 0, I) − log q(z_i|x)
+        log q(z_i|x) = −½ Σ_j ( ε_ij² + logvar_j + log 2π ),  z_i = μ + L ε_i
+
+    (log|det L| = ½ Σ_j logvar_j for either posterior: :mod:`minivae.models.posterior`).
 
     L_1 is the ELBO; L_k rises with k towards log p(x) (Burda et al. 2016).
     The mean is taken in log space with log-sum-exp, log Σ_i w_i =
@@ -77,17 +80,16 @@ def iw_log_likelihood(model, x, k: int = 500, batch_size: int = 100, chunk: int 
     for start in range(0, x.shape[0], batch_size):
         xb = x[start:start + batch_size]
         B = xb.shape[0]
-        mu, logvar = model.encode(xb, check=False)
-        std = xp.exp(0.5 * logvar)
+        q = model.posterior(xb, check=False)
         running = xp.full((B,), -xp.inf, dtype=be.dtype)
         for done in range(0, k, chunk):
             c = min(chunk, k - done)
             eps = be.standard_normal((B, c, L))
-            z = mu[:, None, :] + std[:, None, :] * eps                       # (B, c, L)
+            z = q.sample(eps)                                 # (B, c, L): z = μ + L ε
             out = model.decode(z.reshape(B * c, L), check=False)
             log_px_z = model.likelihood.log_prob(xp.repeat(xb, c, axis=0), out).reshape(B, c)
             log_pz = log_normal_std(z)
-            log_qz = -0.5 * (eps * eps + logvar[:, None, :] + LOG_2PI).sum(axis=-1)
+            log_qz = q.log_prob_of_eps(eps)                   # −½ Σ (ε² + log 2π + logvar)
             log_w = log_px_z + log_pz - log_qz                                # (B, c)
             m = log_w.max(axis=1)
             chunk_lse = m + xp.log(xp.exp(log_w - m[:, None]).sum(axis=1))

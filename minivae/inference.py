@@ -61,8 +61,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .kl import kl_normal_std
-from .numerics import log_normal_diag
+from .kl import kl_mvn_tril_std, kl_normal_std
+from .numerics import LOG_2PI, log_normal_diag
 
 def _logsumexp(a):
     m = float(np.max(a))
@@ -118,6 +118,13 @@ class PosteriorGrid:
     mu_q: np.ndarray
     logvar_q: np.ndarray
     info: dict = field(default_factory=dict)
+    tril_q: float = 0.0          # q's L = [[σ₁, 0], [t, σ₂]]: t, 0 for the diagonal q
+
+    @property
+    def scale_q(self) -> np.ndarray:
+        """q's Cholesky factor L (2, 2): q(z|x) = N(μ, L Lᵀ)."""
+        s = np.exp(0.5 * self.logvar_q)
+        return np.array([[s[0], 0.0], [self.tril_q, s[1]]])
 
     @property
     def log_px(self) -> float:
@@ -130,8 +137,17 @@ class PosteriorGrid:
         return self.post.log_joint - self.log_px
 
     def log_q_on(self, Z):
-        """log q(z|x) at the points Z (..., 2)."""
-        return log_normal_diag(Z, self.mu_q, self.logvar_q)
+        """log q(z|x) at the points Z (..., 2).
+
+        Full q: with u = L⁻¹(z − μ) (u₁ = d₁/σ₁, u₂ = (d₂ − t u₁)/σ₂),
+        log q = −log 2π − ½ Σ logvar − ½ ‖u‖²; for t = 0 it is log N(z; μ, diag σ²).
+        """
+        if self.tril_q == 0.0:
+            return log_normal_diag(Z, self.mu_q, self.logvar_q)
+        s = np.exp(0.5 * self.logvar_q)
+        u1 = (Z[..., 0] - self.mu_q[0]) / s[0]
+        u2 = (Z[..., 1] - self.mu_q[1] - self.tril_q * u1) / s[1]
+        return -LOG_2PI - 0.5 * self.logvar_q.sum() - 0.5 * (u1 * u1 + u2 * u2)
 
     @property
     def q_weights(self):
@@ -147,7 +163,9 @@ class PosteriorGrid:
     @property
     def kl_q_prior(self) -> float:
         """KL(q(z|x) ‖ p(z)) in closed form."""
-        return float(kl_normal_std(self.mu_q, self.logvar_q))
+        if self.tril_q == 0.0:
+            return float(kl_normal_std(self.mu_q, self.logvar_q))
+        return float(kl_mvn_tril_std(self.mu_q, self.scale_q))
 
     @property
     def elbo(self) -> float:
@@ -174,13 +192,14 @@ class PosteriorGrid:
 
     def summary(self) -> dict:
         """The numbers, as Python floats (for printing and JSON)."""
-        sd_q = np.exp(0.5 * self.logvar_q)
+        sd_q = np.sqrt((self.scale_q ** 2).sum(axis=1))        # q's marginal deviations
         h_q = np.array([self.qgrid.z1[1] - self.qgrid.z1[0], self.qgrid.z2[1] - self.qgrid.z2[0]])
         return {"log_px": self.log_px, "elbo": self.elbo, "kl_q_posterior": self.kl_q_posterior,
                 "identity_residual": self.elbo + self.kl_q_posterior - self.log_px,
                 "expected_log_lik": self.expected_log_lik, "kl_q_prior": self.kl_q_prior,
                 "q_mass": self.q_mass, "posterior_edge_mass": self.posterior_edge_mass,
                 "mu_q": [float(v) for v in self.mu_q], "sigma_q": [float(v) for v in sd_q],
+                "tril_q": float(self.tril_q),
                 "posterior_grid": {"n": len(self.post.z1), "box": self.post.box},
                 "q_grid": {"n": len(self.qgrid.z1), "box": self.qgrid.box,
                            "cells_per_sigma_q": float((sd_q / h_q).min())},
@@ -219,7 +238,8 @@ def _mass_box(table: Table, threshold: float, pad: float):
 
 def posterior_grid(log_lik_fn, mu_q, logvar_q, n: int = 301, n_q: int = 201, box=None,
                    coarse_n: int = 121, prior_half_width: float = 6.0,
-                   q_half_width: float = 8.0, threshold: float = 30.0) -> PosteriorGrid:
+                   q_half_width: float = 8.0, threshold: float = 30.0,
+                   tril_q: float = 0.0) -> PosteriorGrid:
     r"""Tabulate p(z|x) and q(z|x) for one x with a 2-D latent.
 
     Parameters
@@ -229,6 +249,8 @@ def posterior_grid(log_lik_fn, mu_q, logvar_q, n: int = 301, n_q: int = 201, box
         for the one x under study (see :func:`vae_log_likelihood`).
     mu_q, logvar_q : array_like, shape (2,)
         q(z|x) = N(μ, diag σ²); ``logvar_q`` is log σ².
+    tril_q : float
+        A full q: N(μ, L Lᵀ) with L = [[σ₁, 0], [t, σ₂]], t = ``tril_q`` (0: diagonal).
     n, n_q : int
         Cells per axis of the posterior's grid and of q's grid (μ ± ``q_half_width``·σ).
     box : ((lo1, hi1), (lo2, hi2)), optional
@@ -247,7 +269,8 @@ def posterior_grid(log_lik_fn, mu_q, logvar_q, n: int = 301, n_q: int = 201, box
     for name, v in (("n", n), ("n_q", n_q), ("coarse_n", coarse_n)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 2:
             raise ValueError(f"{name} must be an integer ≥ 2, got {v!r}")
-    sd_q = np.exp(0.5 * logvar_q)
+    s_q = np.exp(0.5 * logvar_q)
+    sd_q = np.array([s_q[0], math.hypot(float(tril_q), s_q[1])])   # q's marginal deviations
     q_box = tuple((float(mu_q[j] - q_half_width * sd_q[j]), float(mu_q[j] + q_half_width * sd_q[j]))
                   for j in range(2))
     info = {}
@@ -260,7 +283,8 @@ def posterior_grid(log_lik_fn, mu_q, logvar_q, n: int = 301, n_q: int = 201, box
         info = {"search": {"coarse_box": coarse_box, "coarse_n": coarse_n,
                            "first_zoom_box": zoom.box}}
     post = tabulate(log_lik_fn, box, n)
-    return PosteriorGrid(post, tabulate(log_lik_fn, q_box, n_q), mu_q, logvar_q, info)
+    return PosteriorGrid(post, tabulate(log_lik_fn, q_box, n_q), mu_q, logvar_q, info,
+                         float(tril_q))
 
 
 # --------------------------------------------------------------------------
@@ -309,13 +333,14 @@ def vae_posterior_grid(model, x, n: int = 301, **kwargs) -> PosteriorGrid:
     """:func:`posterior_grid` for one example ``x`` (shape (D,)) of a VAE with latent_dim 2.
 
     The model is evaluated in float64 (:func:`float64_copy`); q(z|x) is its encoder's
-    N(μ(x), diag σ²(x)).
+    N(μ(x), diag σ²(x)), or N(μ(x), L Lᵀ) for a full-covariance posterior.
     """
     if model.latent_dim != 2:
         raise ValueError(f"the grid posterior needs a VAE with latent_dim 2, got {model.latent_dim}")
     model = float64_copy(model)
     be = model.backend
     xd = model.check_input(np.asarray(be.to_numpy(x)).reshape(1, -1))
-    mu, logvar = model.encode(xd, check=False)
-    return posterior_grid(vae_log_likelihood(model, xd), be.to_numpy(mu)[0],
-                          be.to_numpy(logvar)[0], n=n, **kwargs)
+    q = model.posterior(xd, check=False)
+    tril = 0.0 if q.tril is None else float(be.to_numpy(q.tril)[0, 0])
+    return posterior_grid(vae_log_likelihood(model, xd), be.to_numpy(q.mu)[0],
+                          be.to_numpy(q.logvar)[0], n=n, tril_q=tril, **kwargs)

@@ -67,7 +67,8 @@ from .backend import array_module
 from .validation import checked_real_arrays as _checked
 
 __all__ = ["kl_categorical", "kl_normal_std", "kl_normal_std_grad", "kl_normal_diag",
-           "kl_normal_diag_grad", "kl_mvn", "kl_mvn_tril", "kl_mvn_tril_grad"]
+           "kl_normal_diag_grad", "kl_mvn", "kl_mvn_tril", "kl_mvn_tril_grad", "kl_mvn_tril_std",
+           "kl_mvn_tril_std_grad"]
 
 
 # --------------------------------------------------------------------------
@@ -238,4 +239,5 @@ def kl_normal_diag_grad(mu1, logvar1, mu2, logvar2):
     return dmu1, 0.5 * (r - 1), -dmu1, 0.5 * (1 - r - s)
 
 
-from .kl_mvn import kl_mvn, kl_mvn_tril, kl_mvn_tril_grad  # noqa: E402  (re-exported)
+from .kl_mvn import (kl_mvn, kl_mvn_tril, kl_mvn_tril_grad, kl_mvn_tril_std,  # noqa: E402
+                     kl_mvn_tril_std_grad)                                # (re-exported)

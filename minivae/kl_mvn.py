@@ -31,7 +31,7 @@ import numpy as np
 from .backend import array_module
 from .validation import checked_real_arrays as _checked
 
-__all__ = ["kl_mvn", "kl_mvn_tril", "kl_mvn_tril_grad"]
+__all__ = ["kl_mvn", "kl_mvn_tril", "kl_mvn_tril_grad", "kl_mvn_tril_std", "kl_mvn_tril_std_grad"]
 
 
 # --------------------------------------------------------------------------
@@ -247,6 +247,41 @@ def _cholesky(name, cov, xp):
         raise ValueError(f"{name} must be positive definite; {reason} (smallest eigenvalue "
                          f"{smallest:.3g})")
     return L
+
+
+def kl_mvn_tril_std(mu, L, check: bool = True):
+    r"""KL( N(μ, L Lᵀ) ‖ N(0, I) ) per example: :func:`kl_mvn_tril` with μ₂ = 0 and L₂ = I.
+
+    With L₂ = I the solves are the identity: M = L, a = −μ, log|L₂,ii| = 0, so::
+
+        KL = ½ ( ‖L‖²_F + ‖μ‖² − d ) − Σ_i log |L_ii|
+
+    The VAE with a full-covariance posterior uses it (``check=False`` in its
+    training step).  ``L`` (..., d, d) is lower triangular; its upper triangle
+    is not read.
+    """
+    xp = array_module(mu)
+    mu, L = _checked(("mu", "L"), (mu, L), xp, check)
+    L = _tril(L)
+    d = L.shape[-1]
+    return (0.5 * ((L * L).sum(axis=(-2, -1)) + (mu * mu).sum(axis=-1) - d)
+            - xp.log(xp.abs(_diagonal(L))).sum(axis=-1))
+
+
+def kl_mvn_tril_std_grad(mu, L, check: bool = True):
+    r"""``(∂KL/∂μ, ∂KL/∂L)`` of :func:`kl_mvn_tril_std`, per example.
+
+    From KL = ½‖L‖²_F + ½‖μ‖² − ½d − Σ_i log|L_ii| term by term::
+
+        ∂KL/∂μ = μ,      ∂KL/∂L_ij = L_ij − [i = j] / L_ii      (i ≥ j; 0 above)
+
+    the same as :func:`kl_mvn_tril_grad` at Σ₂ = I: tril(Σ₂⁻¹L − L⁻ᵀ) = tril(L) − diag(1/L_ii).
+    """
+    xp = array_module(mu)
+    mu, L = _checked(("mu", "L"), (mu, L), xp, check)
+    L = _tril(L)
+    d = L.shape[-1]
+    return mu, L - xp.eye(d, dtype=L.dtype) / _diagonal(L)[..., None, :]
 
 
 def kl_mvn(mu1, cov1, mu2, cov2):

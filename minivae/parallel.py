@@ -38,7 +38,7 @@ MAX_THREADS = 64
 def _dense_layers(model) -> list:
     """Every Dense layer of a VAE, in a fixed order."""
     layers = []
-    for module in (model.encoder, model.mu_head, model.logvar_head, model.decoder):
+    for module in (m for m in model.modules().values() if isinstance(m, (MLP, Dense))):
         layers += [l for l in (module.layers if isinstance(module, MLP) else [module])
                    if isinstance(l, Dense)]
     return layers

@@ -240,7 +240,8 @@ def plot_posteriors(panels, path, image_shape=(28, 28), title=None):
 
     ``panels`` is a list of dicts with host arrays: ``image`` (D,), ``z1``, ``z2``
     (grid axes) and ``log_post`` (len(z2), len(z1)) the log posterior density on that
-    grid, ``mu_q`` and ``logvar_q`` (2,) of q = N(μ, diag σ²) (logvar = log σ²), and
+    grid, ``mu_q`` and ``logvar_q`` (2,) of q = N(μ, L Lᵀ) with L = [[σ₁, 0], [t, σ₂]]
+    (logvar = log σ²; ``tril_q`` = t, absent or 0 for the diagonal q), and
     ``label`` (the image's title) and optionally ``text`` (the latent panel's title,
     e.g. the numbers).  Both densities are drawn at the same three levels
     relative to their own peak, e^{−r²/2} for r = 1, 2, 3: for a Gaussian these are its
@@ -260,7 +261,9 @@ def plot_posteriors(panels, path, image_shape=(28, 28), title=None):
 
         z1, z2 = np.asarray(p["z1"]), np.asarray(p["z2"])
         rel = np.exp(p["log_post"] - p["log_post"].max())      # p(z|x) / its peak
-        mu, sd = np.asarray(p["mu_q"]), np.exp(0.5 * np.asarray(p["logvar_q"]))
+        mu, sig = np.asarray(p["mu_q"]), np.exp(0.5 * np.asarray(p["logvar_q"]))
+        t = float(p.get("tril_q", 0.0))
+        sd = np.array([sig[0], np.hypot(t, sig[1])])            # q's marginal deviations
         # the window: where p(z|x) is above its 3σ level, and q's ±3.5σ, made square
         rows, cols = np.nonzero(rel >= levels[0])
         lo = np.minimum([z1[cols].min(), z2[rows].min()], mu - 3.5 * sd)
@@ -271,7 +274,9 @@ def plot_posteriors(panels, path, image_shape=(28, 28), title=None):
         g1 = np.linspace(centre[0] - half, centre[0] + half, 300)
         g2 = np.linspace(centre[1] - half, centre[1] + half, 300)
         G1, G2 = np.meshgrid(g1, g2)
-        q_rel = np.exp(-0.5 * (((G1 - mu[0]) / sd[0]) ** 2 + ((G2 - mu[1]) / sd[1]) ** 2))
+        u1 = (G1 - mu[0]) / sig[0]                             # u = L⁻¹(z − μ), by substitution
+        u2 = (G2 - mu[1] - t * u1) / sig[1]
+        q_rel = np.exp(-0.5 * (u1 ** 2 + u2 ** 2))
         ax.contour(g1, g2, q_rel, levels=levels, colors="crimson", linestyles="--", linewidths=1.2)
         ax.plot(*mu, marker="+", color="crimson", markersize=9, mew=1.5)
         ax.set_xlim(centre[0] - half, centre[0] + half)

@@ -73,11 +73,12 @@ def check_fits_in_memory(config, backend, what: str, n_params: int, widths, n_ro
 def check_vae_fits(config, backend, input_dim: int, n_rows: int) -> None:
     """:func:`check_fits_in_memory` for the VAE ``config`` describes on data of ``input_dim``."""
     D, widths, L = input_dim, config.hidden, config.latent_dim
+    heads = 2 * L + (L * (L - 1) // 2 if config.posterior == "full" else 0)
     check_fits_in_memory(
         config, backend, f"{D}-{'-'.join(map(str, widths))}-{L} VAE",
-        dense_parameter_count([D, *widths]) + 2 * dense_parameter_count([widths[-1], L])
+        dense_parameter_count([D, *widths]) + dense_parameter_count([widths[-1], heads])
         + dense_parameter_count([L, *reversed(widths), D]),
-        [D, *widths, 2 * L, *reversed(widths), D], n_rows, threads=config.threads or 1)
+        [D, *widths, heads, *reversed(widths), D], n_rows, threads=config.threads or 1)
 
 
 def check_autoencoder_fits(config, backend, input_dim: int, n_rows: int) -> None:

@@ -126,7 +126,7 @@ def train_vae(config: TrainConfig | None = None, dataset=None, return_model: boo
                 latent_dim=config.latent_dim, activation=config.activation,
                 likelihood=make_likelihood(config.likelihood, backend,
                                            **config.likelihood_options(data.x_train)),
-                backend=backend, init=config.init)
+                backend=backend, init=config.init, posterior=config.posterior)
     config = dataclasses.replace(config, threads=resolve_threads(config, model))
     optimizer = optimizer_for(config, model)
     binarize = config.resolved_binarize()

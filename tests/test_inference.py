@@ -73,6 +73,49 @@ def test_linear_gaussian_posterior_table_is_the_exact_density(linear_gaussian):
 # 2. A small VAE
 # ---------------------------------------------------------------------------
 
+def test_a_full_q_at_the_tilted_posterior_closes_the_gap_a_diagonal_q_cannot(linear_gaussian):
+    """The linear-Gaussian posterior N(m, S) is tilted (S has off-diagonal terms).  A full q
+    with L = chol(S) is that posterior: KL(q ‖ p(z|x)) = 0 and ELBO = log p(x) on the grid.
+    The best diagonal q (the precision's diagonal, the KL(q‖p)-optimal choice) stays short."""
+    lg = linear_gaussian
+    L = np.linalg.cholesky(lg["S"])
+    assert abs(L[1, 0]) > 0.05 * L[1, 1]                     # really tilted
+    full = posterior_grid(lg["log_lik"], lg["m"], 2 * np.log(np.diag(L)), n=301,
+                          tril_q=L[1, 0])
+    np.testing.assert_allclose(full.scale_q, L, rtol=1e-14)
+    assert abs(full.kl_q_posterior) < 1e-8
+    assert full.elbo == pytest.approx(lg["log_px"], abs=1e-8)
+    best_diag_var = 1 / np.diag(np.linalg.inv(lg["S"]))
+    diag = posterior_grid(lg["log_lik"], lg["m"], np.log(best_diag_var), n=301)
+    closed = kl_mvn(lg["m"], np.diag(best_diag_var), lg["m"], lg["S"])
+    assert diag.kl_q_posterior == pytest.approx(float(closed), rel=1e-6) and closed > 1e-3
+
+
+@pytest.fixture(scope="module")
+def small_full_vae():
+    be = get_backend("numpy", dtype="float64", seed=3)
+    model = VAE(input_dim=12, hidden=(8,), latent_dim=2, backend=be, posterior="full")
+    for k, p in model.params.items():
+        if k.startswith(("decoder", "tril_head")):
+            p *= 3.0
+    x = (np.random.default_rng(1).random(12) < 0.5).astype(np.float64)
+    return model, x
+
+
+def test_identity_and_importance_weighting_with_a_full_posterior(small_full_vae):
+    from minivae.evaluate import iw_log_likelihood
+
+    model, x = small_full_vae
+    g = vae_posterior_grid(model, x, n=301)
+    assert abs(g.tril_q) > 0.05
+    s = g.summary()
+    assert abs(s["identity_residual"]) < 1e-9 and s["kl_q_posterior"] > 0
+    # importance weighting from the full q converges to the grid's log p(x)
+    log_px = iw_log_likelihood(model, np.repeat(x[None], 20, axis=0), k=5000)
+    se = log_px.std(ddof=1) / math.sqrt(len(log_px))
+    assert abs(log_px.mean() - g.log_px) < 5 * se + 1e-3, (log_px.mean(), g.log_px, se)
+
+
 @pytest.fixture(scope="module")
 def small_vae():
     be = get_backend("numpy", dtype="float64", seed=3)
@@ -165,9 +208,14 @@ def test_the_example_writes_its_figure_and_numbers(tmp_path, capsys):
     script = Path(__file__).resolve().parents[1] / "examples" / "approximate_inference.py"
     main = runpy.run_path(str(script), run_name="approximate_inference")["main"]
     assert main(["--epochs", "1", "--digits", "2", "--grid", "61", "--out", str(tmp_path)]) == 0
-    assert (tmp_path / "posterior.png").stat().st_size > 10_000
+    for name in ("posterior.png", "posterior_full.png"):
+        assert (tmp_path / name).stat().st_size > 10_000
     numbers = json.loads((tmp_path / "numbers.json").read_text())
-    assert len(numbers["digits"]) == 2
-    for d in numbers["digits"]:
-        assert abs(d["identity_residual"]) < 1e-8 and d["kl_q_posterior"] > 0
-    assert "ELBO+KL−log p(x)" in capsys.readouterr().out
+    assert set(numbers["runs"]) == {"diagonal", "full"}
+    for family, run in numbers["runs"].items():
+        assert len(run["digits"]) == 2
+        for d in run["digits"]:
+            assert abs(d["identity_residual"]) < 1e-8 and d["kl_q_posterior"] > 0
+            assert (d["tril_q"] == 0) == (family == "diagonal")
+    out = capsys.readouterr().out
+    assert "ELBO+KL−log p(x)" in out and "side by side" not in out and "full q" in out

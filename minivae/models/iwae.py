@@ -35,7 +35,9 @@ so, summing over the k draws that share one μ and logvar::
     ∂L/∂μ_b       = Σ_i ∂L/∂z_bi
     ∂L/∂logvar_b  = Σ_i ∂L/∂z_bi ⊙ ½ σ_b ⊙ ε_bi  −  ½/B        (Σ_i w̃_bi = 1)
 
-and from μ and logvar on as in the VAE.  In code the factor −w̃_bi/B enters
+and from μ and logvar on as in the VAE.  With a full-covariance q, z = μ + L ε
+and log|det L| = ½ Σ logvar still, so log w is the same expression and T gets
+∂L/∂T_rc = Σ_i ∂L/∂z_bi,r ε_bi,c (:mod:`minivae.models.posterior`).  In code the factor −w̃_bi/B enters
 once, as ∂L/∂ log p of row (b, i) given to the likelihood; the prior's term is
 added to the decoder's ∂L/∂z as (w̃_bi/B) z_bi.  With k = 1, w̃ = 1 and this is
 the gradient of the single-sample ELBO whose KL is estimated at z
@@ -77,22 +79,21 @@ class IWAEObjective:
         xp = m.backend.xp
         x = m.check_input(x, full=check)
         B, L = x.shape[0], m.latent_dim
-        mu, logvar = m.encode(x, check=False)
+        q = m.posterior(x, check=False)
         if eps is None:
             eps = m.backend.standard_normal((B, k, L))
         elif eps.shape != (B, k, L):
             raise ValueError(f"eps must have shape {(B, k, L)}, got {eps.shape}")
-        std = xp.exp(0.5 * logvar)
-        z = (mu[:, None, :] + std[:, None, :] * eps).reshape(B * k, L)   # row b·k + i
+        z = q.sample(eps).reshape(B * k, L)                    # row b·k + i: z = μ + L ε_i
         out = m.decoder.forward(z)
         log_px_z = m.likelihood.log_prob(xp.repeat(x, k, axis=0), out).reshape(B, k)
         log_w = (log_px_z - 0.5 * (z * z).sum(axis=1).reshape(B, k)
-                 + 0.5 * (logvar[:, None, :] + eps * eps).sum(axis=2))
+                 + 0.5 * (q.logvar[:, None, :] + eps * eps).sum(axis=2))
         top = log_w.max(axis=1, keepdims=True)
         w = xp.exp(log_w - top)
         total = w.sum(axis=1, keepdims=True)
         bound = (top + xp.log(total))[:, 0] - np.log(k)       # logsumexp − log k
-        self._cache = (std, eps, z, w / total)                 # w̃ = softmax(log w)
+        self._cache = (q, eps, z, w / total)                   # w̃ = softmax(log w)
         return IWAEOutput(bound=bound, log_w=log_w)
 
     def backward(self, batch_total: int | None = None, accumulate: bool = True) -> None:
@@ -100,19 +101,17 @@ class IWAEObjective:
         if self._cache is None:
             raise RuntimeError("IWAEObjective.backward called before forward")
         m, k = self.model, self.k
-        std, eps, z, w_tilde = self._cache
-        B = std.shape[0] if batch_total is None else batch_total
+        q, eps, z, w_tilde = self._cache
+        rows = q.mu.shape[0]
+        B = rows if batch_total is None else batch_total
         acc = accumulate
         dlogp = (-w_tilde / B).reshape(-1)                          # ∂L/∂log p(x|z_bi)
         dout = m.likelihood.backward(dlogp, accumulate=acc)
         dz = m.decoder.backward(dout, accumulate=acc)               # through the decoder
         dz += (-dlogp)[:, None] * z                                 # the prior: −(w̃/B)(−z)
-        dz = dz.reshape(std.shape[0], k, -1)
-        dmu = dz.sum(axis=1)                                        # ∂z/∂μ = 1
-        dlogvar = (dz * eps).sum(axis=1) * (0.5 * std) - 0.5 / B    # ½σε, and −log q's ½
-        dh = (m.mu_head.backward(dmu, accumulate=acc)
-              + m.logvar_head.backward(dlogvar, accumulate=acc))
-        m.encoder.backward(dh, need_dx=False, accumulate=acc)
+        dmu, dlogvar, dtril = q.sample_backward(dz.reshape(rows, k, -1), eps)   # Σ over the k
+        dlogvar -= 0.5 / B                                          # −log q's ½ per logvar
+        m.encoder_backward(dmu, dlogvar, dtril, accumulate=acc)
 
     def loss(self, x, eps=None, check: bool = True) -> float:
         """Forward, and −mean_b L_k(x_b) as a Python float."""

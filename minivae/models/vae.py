@@ -37,9 +37,9 @@ import numpy as np
 
 from ..backend import Backend, get_backend
 from ..data import as_model_input
-from ..kl import kl_normal_std, kl_normal_std_grad
 from ..layers import MLP, Dense, Module
 from ..likelihoods import Likelihood, make_likelihood
+from .posterior import POSTERIORS, Posterior, tril_size
 from ..validation import positive_int as _positive_int
 
 
@@ -96,11 +96,16 @@ class VAE(Module):
         was chosen by measurement (``benchmarks/results/init_parity.md``): it
         learns as well as PyTorch's defaults at 10, 30 and 100 epochs, where
         ``"he"`` is ahead at 10 epochs and 1.4 nats behind at 100.
+    posterior : str
+        q(z|x): ``"diagonal"`` (N(μ, diag σ²)) or ``"full"`` (N(μ, L Lᵀ) with
+        L = diag(σ) + T, T strictly lower triangular from a third encoder head
+        ``tril_head``); see :mod:`minivae.models.posterior`.
     """
 
     def __init__(self, input_dim: int = 784, hidden=(400,), latent_dim: int = 20,
                  activation: str = "relu", likelihood="bernoulli",
-                 backend: Backend | None = None, init: str = "torch"):
+                 backend: Backend | None = None, init: str = "torch",
+                 posterior: str = "diagonal"):
         super().__init__()
         self.backend = backend = backend or get_backend("numpy")
         self.input_dim = _positive_int("input_dim", input_dim)
@@ -115,7 +120,12 @@ class VAE(Module):
 
         if init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {init!r}")
-        self.init = init
+        if posterior not in POSTERIORS:
+            raise ValueError(f"posterior must be one of {POSTERIORS}, got {posterior!r}")
+        if posterior == "full" and self.latent_dim < 2:
+            raise ValueError("posterior='full' needs latent_dim ≥ 2 (with one latent "
+                             "dimension every Gaussian is diagonal)")
+        self.init, self.posterior_family = init, posterior
         mlp_init, head_init = (None, "glorot") if init == "he" else ("torch", "torch")
         self.encoder = MLP([self.input_dim, *self.hidden], activation, backend,
                            final_activation=activation, init=mlp_init)
@@ -123,6 +133,8 @@ class VAE(Module):
         self.logvar_head = Dense(self.hidden[-1], self.latent_dim, backend, init=head_init)
         self.decoder = MLP([self.latent_dim, *reversed(self.hidden), self.input_dim],
                            activation, backend, init=mlp_init)
+        self.tril_head = Dense(self.hidden[-1], tril_size(self.latent_dim), backend,
+                               init=head_init) if posterior == "full" else None
         for prefix, module in self.modules().items():
             for k in module.params:
                 self.params[f"{prefix}.{k}"] = module.params[k]
@@ -131,15 +143,18 @@ class VAE(Module):
 
     def modules(self) -> dict:
         """The sub-modules by name, in the order data flows through them."""
-        return {"encoder": self.encoder, "mu_head": self.mu_head,
-                "logvar_head": self.logvar_head, "decoder": self.decoder,
+        heads = {"mu_head": self.mu_head, "logvar_head": self.logvar_head}
+        if self.tril_head is not None:
+            heads["tril_head"] = self.tril_head
+        return {"encoder": self.encoder, **heads, "decoder": self.decoder,
                 "likelihood": self.likelihood}
 
     def config(self) -> dict:
         """The constructor arguments, JSON-serializable (stored in checkpoints)."""
         cfg = {"input_dim": self.input_dim, "hidden": list(self.hidden),
                "latent_dim": self.latent_dim, "activation": self.activation,
-               "likelihood": self.likelihood.name, "init": self.init}
+               "likelihood": self.likelihood.name, "init": self.init,
+               "posterior": self.posterior_family}
         if self.likelihood.name == "gaussian":
             cfg["likelihood_options"] = {"learn_logvar": self.likelihood.learn_logvar,
                                          "logvar": float(self.backend.to_numpy(self.likelihood.logvar)[0])}
@@ -169,11 +184,20 @@ class VAE(Module):
 
     # -- the model -------------------------------------------------------
     def encode(self, x, check: bool = True):
-        """q(z|x): return ``(mu, logvar)``, each (B, latent_dim); logvar = log σ²."""
+        """q(z|x)'s ``(mu, logvar)``, each (B, latent_dim); logvar = log σ².
+
+        For the full posterior, σ² is the diagonal of L, not q's marginal
+        variance; :meth:`posterior` returns the whole q.
+        """
+        return self.posterior(x, check=check).mu_logvar()
+
+    def posterior(self, x, check: bool = True) -> Posterior:
+        """q(z|x) for the rows of x: a :class:`~minivae.models.posterior.Posterior`."""
         if check:
             x = self.check_input(x)
         h = self.encoder.forward(x)
-        return self.mu_head.forward(h), self.logvar_head.forward(h)
+        tril = self.tril_head.forward(h) if self.tril_head is not None else None
+        return Posterior(self.mu_head.forward(h), self.logvar_head.forward(h), tril)
 
     def decode(self, z, check: bool = True):
         """The decoder output for latent codes z (B, latent_dim) (logits for Bernoulli).
@@ -193,18 +217,17 @@ class VAE(Module):
         stored for :meth:`backward`.
         """
         x = self.check_input(x, full=check)
-        mu, logvar = self.encode(x, check=False)
+        q = self.posterior(x, check=False)
         if eps is None:
-            eps = self.backend.standard_normal(mu.shape)
-        elif eps.shape != mu.shape:
-            raise ValueError(f"eps must have shape {mu.shape}, got {eps.shape}")
-        std = self.backend.xp.exp(0.5 * logvar)
-        z = mu + std * eps
+            eps = self.backend.standard_normal(q.mu.shape)
+        elif eps.shape != q.mu.shape:
+            raise ValueError(f"eps must have shape {q.mu.shape}, got {eps.shape}")
+        z = q.sample(eps)                          # μ + σ ⊙ ε (+ T ε for the full q)
         out = self.decoder.forward(z)
         recon = -self.likelihood.log_prob(x, out)
-        kl = kl_normal_std(mu, logvar, check=False)   # no host sync in the training step
-        self._cache = (mu, logvar, std, eps)
-        return VAEOutput(recon=recon, kl=kl, mu=mu, logvar=logvar, z=z, out=out)
+        kl = q.kl()                                # unchecked: no host sync in the step
+        self._cache = (q, eps)
+        return VAEOutput(recon=recon, kl=kl, mu=q.mu, logvar=q.logvar, z=z, out=out)
 
     def backward(self, beta: float = 1.0, batch_total: int | None = None,
                  accumulate: bool = True) -> None:
@@ -220,17 +243,31 @@ class VAE(Module):
         """
         if self._cache is None:
             raise RuntimeError("VAE.backward called before forward")
-        mu, logvar, std, eps = self._cache
-        B = mu.shape[0] if batch_total is None else batch_total
-        dlogp = self.backend.xp.full((mu.shape[0],), -1.0 / B, dtype=mu.dtype)  # ∂L/∂log p_b
+        q, eps = self._cache
+        rows = q.mu.shape[0]
+        B = rows if batch_total is None else batch_total
+        dlogp = self.backend.xp.full((rows,), -1.0 / B, dtype=q.mu.dtype)  # ∂L/∂log p_b
         acc = accumulate
         dout = self.likelihood.backward(dlogp, accumulate=acc)        # ∂L/∂out
         dz = self.decoder.backward(dout, accumulate=acc)              # ∂L/∂z
-        dkl_dmu, dkl_dlogvar = kl_normal_std_grad(mu, logvar, check=False)
-        dmu = dz + (beta / B) * dkl_dmu                               # ∂z/∂μ = 1
-        dlogvar = dz * (0.5 * std * eps) + (beta / B) * dkl_dlogvar  # ∂z/∂logvar = ½σε
+        dmu, dlogvar, dtril = q.sample_backward(dz, eps)              # dz, dz ⊙ ½σε (, dz_i ε_j)
+        dkl_dmu, dkl_dlogvar, dkl_dtril = q.kl_grad()
+        dmu = dmu + (beta / B) * dkl_dmu                              # ∂z/∂μ = 1
+        dlogvar = dlogvar + (beta / B) * dkl_dlogvar                  # ∂z/∂logvar = ½σε
+        if dtril is not None:
+            dtril = dtril + (beta / B) * dkl_dtril                    # ∂z_i/∂T_ij = ε_j
+        self.encoder_backward(dmu, dlogvar, dtril, accumulate=acc)
+
+    def encoder_backward(self, dmu, dlogvar, dtril=None, accumulate: bool = True) -> None:
+        """From ∂L/∂μ, ∂L/∂logvar (and ∂L/∂tril) through the heads and the encoder MLP.
+
+        h feeds every head, so ∂L/∂h is the sum of what each head passes back.
+        """
+        acc = accumulate
         dh = (self.mu_head.backward(dmu, accumulate=acc)              # fan-out: the sum
               + self.logvar_head.backward(dlogvar, accumulate=acc))
+        if dtril is not None:
+            dh += self.tril_head.backward(dtril, accumulate=acc)
         self.encoder.backward(dh, need_dx=False, accumulate=acc)      # ∂L/∂x is of no use
 
     def loss(self, x, beta: float = 1.0, eps=None, check: bool = True) -> float:
@@ -252,8 +289,6 @@ class VAE(Module):
 
     def reconstruct(self, x, sample_z: bool = False):
         """E[x | z] for z = μ(x) (or z sampled from q(z|x) when ``sample_z``)."""
-        mu, logvar = self.encode(x)
-        z = mu
-        if sample_z:
-            z = mu + self.backend.xp.exp(0.5 * logvar) * self.backend.standard_normal(mu.shape)
+        q = self.posterior(x)
+        z = q.sample(self.backend.standard_normal(q.mu.shape)) if sample_z else q.mu
         return self.likelihood.mean(self.decoder.forward(z))

@@ -1,0 +1,136 @@
+r"""The encoder's q(z|x): a diagonal or a full-covariance Gaussian, with the reparameterization.
+
+Both are q(z|x) = N(μ, L Lᵀ) with the Cholesky factor
+
+    L = diag(σ) + T,     σ = exp(½ logvar)  (logvar = log σ², so L_jj = σ_j > 0),
+
+T strictly lower triangular: zero for the **diagonal** posterior (Σ = diag σ²),
+free for the **full** one, whose encoder has a third head for the
+L(L−1)/2 entries below the diagonal (``tril``, packed row by row as
+``numpy.tril_indices(L, -1)`` lists them).  The diagonal stays exp(½ logvar), so
+it is positive for any network output.
+
+Reparameterization, ε ~ N(0, I)::
+
+    z = μ + L ε,     z_i = μ_i + σ_i ε_i + Σ_{j<i} T_ij ε_j
+
+Because (z − μ) = L ε and log|det L| = Σ_j log σ_j = ½ Σ_j logvar_j (L is
+triangular), the density of the sample is the same expression for both::
+
+    log q(z|x) = −½ Σ_j [ ε_j² + log 2π + logvar_j ]
+
+KL to the prior N(0, I): :func:`minivae.kl.kl_normal_std` for the diagonal q,
+:func:`minivae.kl.kl_mvn_tril_std` (KL = ½(‖L‖²_F + ‖μ‖² − d) − Σ log L_jj) for the
+full one; for T = 0 the two agree.
+
+Backward.  Given ∂L/∂z (with ε held fixed), from z_i = μ_i + σ_i ε_i + Σ_{j<i} T_ij ε_j::
+
+    ∂L/∂μ_i       = ∂L/∂z_i
+    ∂L/∂logvar_i  = ∂L/∂z_i · ε_i · ∂σ_i/∂logvar_i = ∂L/∂z_i · ½ σ_i ε_i
+    ∂L/∂T_ij      = ∂L/∂z_i · ε_j                       (i > j)
+
+summed over the draws when several ε share one q (the IWAE's k).  The KL's own
+gradient, by the chain rule through L_jj = σ_j (∂σ_j/∂logvar_j = ½σ_j), from
+∂KL/∂L = tril(L) − diag(1/L_jj) (:func:`~minivae.kl.kl_mvn_tril_std_grad`)::
+
+    ∂KL/∂μ = μ,   ∂KL/∂logvar_j = (σ_j − 1/σ_j) · ½ σ_j = ½ (σ_j² − 1),   ∂KL/∂T_ij = T_ij
+
+— the diagonal's ½(σ² − 1) unchanged, plus T itself.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..backend import array_module
+from ..kl import kl_mvn_tril_std, kl_mvn_tril_std_grad, kl_normal_std, kl_normal_std_grad
+from ..numerics import LOG_2PI
+
+#: The posterior families of a VAE.
+POSTERIORS = ("diagonal", "full")
+
+
+def tril_size(latent_dim: int) -> int:
+    """The entries strictly below the diagonal of a latent_dim × latent_dim matrix."""
+    return latent_dim * (latent_dim - 1) // 2
+
+
+class Posterior:
+    """q(z|x) for a batch: ``mu`` and ``logvar`` (B, L), and ``tril`` (B, L(L−1)/2) or None."""
+
+    def __init__(self, mu, logvar, tril=None):
+        self.mu, self.logvar, self.tril = mu, logvar, tril
+        self.xp = array_module(mu)
+        self.std = self.xp.exp(0.5 * logvar)
+        self._T = None
+
+    def mu_logvar(self):
+        return self.mu, self.logvar
+
+    @property
+    def full(self) -> bool:
+        return self.tril is not None
+
+    def strict_lower(self):
+        """T, (B, L, L): the packed ``tril`` entries below the diagonal, zeros elsewhere."""
+        if self._T is None:
+            B, L = self.mu.shape
+            rows, cols = np.tril_indices(L, -1)
+            self._T = self.xp.zeros((B, L, L), dtype=self.mu.dtype)
+            self._T[:, rows, cols] = self.tril
+        return self._T
+
+    def scale_tril(self):
+        """L = diag(σ) + T, (B, L, L): q's covariance is L Lᵀ."""
+        L = self.strict_lower().copy() if self.full else \
+            self.xp.zeros(self.mu.shape + self.mu.shape[-1:], dtype=self.mu.dtype)
+        idx = np.arange(self.mu.shape[1])
+        L[:, idx, idx] = self.std
+        return L
+
+    def sample(self, eps):
+        """z = μ + L ε for ε (B, L), or (B, k, L) for k draws per example."""
+        if eps.ndim == 2:
+            z = self.mu + self.std * eps
+            return z + (self.strict_lower() @ eps[:, :, None])[:, :, 0] if self.full else z
+        z = self.mu[:, None, :] + self.std[:, None, :] * eps
+        return z + eps @ self.strict_lower().transpose(0, 2, 1) if self.full else z
+
+    def log_prob_of_eps(self, eps):
+        """log q(z|x) of z = μ + Lε: −½ Σ_j (ε_j² + log 2π + logvar_j), over the last axis."""
+        logvar = self.logvar if eps.ndim == 2 else self.logvar[:, None, :]
+        return -0.5 * (eps * eps + logvar + LOG_2PI).sum(axis=-1)
+
+    def kl(self):
+        """KL(q(z|x) ‖ N(0, I)) per example (unchecked: it runs inside the training step)."""
+        if not self.full:
+            return kl_normal_std(self.mu, self.logvar, check=False)
+        return kl_mvn_tril_std(self.mu, self.scale_tril(), check=False)
+
+    def kl_grad(self):
+        """(∂KL/∂μ, ∂KL/∂logvar, ∂KL/∂tril); the last is None for the diagonal q."""
+        if not self.full:
+            return (*kl_normal_std_grad(self.mu, self.logvar, check=False), None)
+        dmu, dL = kl_mvn_tril_std_grad(self.mu, self.scale_tril(), check=False)
+        L = self.mu.shape[1]
+        rows, cols = np.tril_indices(L, -1)
+        idx = np.arange(L)
+        return dmu, dL[:, idx, idx] * (0.5 * self.std), dL[:, rows, cols]
+
+    def sample_backward(self, dz, eps):
+        """(∂L/∂μ, ∂L/∂logvar, ∂L/∂tril) through z = μ + Lε, from ∂L/∂z (shaped like ε).
+
+        With a draws axis, (B, k, L), the k draws' contributions are summed.
+        """
+        if eps.ndim == 2:
+            dmu, dlogvar = dz, dz * (0.5 * self.std * eps)
+        else:
+            dmu, dlogvar = dz.sum(axis=1), (dz * eps).sum(axis=1) * (0.5 * self.std)
+        if not self.full:
+            return dmu, dlogvar, None
+        rows, cols = np.tril_indices(self.mu.shape[1], -1)
+        if eps.ndim == 2:
+            dtril = dz[:, rows] * eps[:, cols]
+        else:
+            dtril = (dz[:, :, rows] * eps[:, :, cols]).sum(axis=1)
+        return dmu, dlogvar, dtril

@@ -38,12 +38,48 @@ def _cupy_or_reason():
         return None, f"CuPy is installed but no CUDA GPU answers ({exc})"
     if n < 1:  # pragma: no cover - depends on the machine
         return None, "CuPy is installed but no CUDA GPU is visible"
+    reason = _first_kernels(cupy)
+    if reason is not None:
+        return None, reason
     return cupy, None
 
 
+def _first_kernels(cupy):
+    """Run what every model needs once: None when it worked, else why not (one line).
+
+    A GPU can answer while nothing runs on it: the plain ``cupy-cuda12x`` wheel
+    brings no CUDA libraries, and on a machine with only the driver the first
+    kernel (compiled by NVRTC), the first matmul (cuBLAS) or the first draw
+    (cuRAND) fails.  This tries one of each, on tiny arrays, and checks the
+    answers, so that failure is a one-line BackendError now rather than a
+    traceback in the middle of a run.
+    """
+    try:
+        a = cupy.arange(6, dtype=cupy.float32).reshape(2, 3)
+        product = float(((a @ a.T) * 2 + 1).sum())     # [[5, 14], [14, 50]] · 2 + 1 → 170
+        draw = cupy.random.default_rng(0).standard_normal(8, dtype=cupy.float32)
+        if product != 170.0 or not bool(cupy.isfinite(draw).all()):
+            return f"CuPy's first kernels gave wrong answers (matmul sum {product}, not 170)"
+    except Exception as exc:  # any failure of the CUDA stack, whatever CuPy raises
+        message = str(exc).splitlines()[0] if str(exc) else ""
+        return (f"CuPy is installed and a GPU answers, but a first kernel, matmul or random "
+                f"draw failed ({type(exc).__name__}: {message}); the CUDA libraries may be "
+                f"missing: install them with pip install -e '.[cuda]' (cupy-cuda12x[ctk]) or "
+                f"'.[cuda13]' (cupy-cuda13x[ctk]) to match the driver's CUDA")
+    return None
+
+
+_PROBED: dict = {}
+
+
 def cupy_available() -> bool:
-    """True when CuPy is importable and at least one CUDA device answers."""
-    return _cupy_or_reason()[0] is not None
+    """True when CuPy is importable, a CUDA device answers and its first kernels run.
+
+    The answer is worked out once per process (it runs kernels on the GPU).
+    """
+    if "cupy" not in _PROBED:
+        _PROBED["cupy"] = _cupy_or_reason()
+    return _PROBED["cupy"][0] is not None
 
 
 class Backend:
@@ -68,7 +104,9 @@ class Backend:
         if dtype_name not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
         if name == "cupy":
-            cupy, reason = _cupy_or_reason()
+            if "cupy" not in _PROBED:
+                _PROBED["cupy"] = _cupy_or_reason()
+            cupy, reason = _PROBED["cupy"]
             if cupy is None:
                 raise BackendError(f"backend 'cupy' is unavailable: {reason}")
             self.xp = cupy
@@ -144,6 +182,37 @@ def array_module(a):
         import cupy
         return cupy
     return np
+
+
+def _is_cupy(obj) -> bool:
+    return type(obj).__module__.startswith("cupy")
+
+
+def common_array_module(*arrays):
+    """CuPy when any of ``arrays`` is a CuPy array, else NumPy: where mixed inputs meet.
+
+    A function given host and device arrays together computes on the device
+    (``cupy.asarray`` copies the host ones there); NumPy cannot read a device
+    array without an explicit copy.
+    """
+    if any(_is_cupy(a) for a in arrays):
+        import cupy
+        return cupy
+    return np
+
+
+def check_same_side(x, rng) -> None:
+    """Raise ValueError unless array ``x`` and generator ``rng`` are both NumPy or both CuPy.
+
+    Noise is drawn where the data lives; a NumPy generator cannot fill a device
+    array, and a CuPy generator's draws would silently move host data to the GPU.
+    """
+    x_device, rng_device = _is_cupy(x), _is_cupy(rng)
+    if x_device != rng_device:
+        side = {False: "NumPy (host)", True: "CuPy (device)"}
+        raise ValueError(f"x is a {side[x_device]} array but rng is a {side[rng_device]} "
+                         f"generator; use the backend's own generator (backend.rng) for its "
+                         f"arrays, or move x with backend.to_device / to_numpy")
 
 
 def available_backends() -> list[str]:

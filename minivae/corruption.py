@@ -34,7 +34,7 @@ import math
 
 import numpy as np
 
-from .backend import array_module
+from .backend import array_module, check_same_side
 from .numerics import FIXED_SEED
 
 #: The default level of each corruption (the "moderate" levels of the benchmark).
@@ -58,7 +58,12 @@ class Corruption:
     def __init__(self, level: float):
         self.level = level
 
-    def __call__(self, x, rng):  # pragma: no cover - interface
+    def __call__(self, x, rng):
+        """x̃ ~ χ(x̃|x), drawn from ``rng`` where ``x`` lives (host or device)."""
+        check_same_side(x, rng)
+        return self.draw(x, rng)
+
+    def draw(self, x, rng):  # pragma: no cover - interface
         raise NotImplementedError
 
     def config(self) -> dict:
@@ -94,7 +99,7 @@ class GaussianNoise(Corruption):
     def sigma(self) -> float:
         return self.level
 
-    def __call__(self, x, rng):
+    def draw(self, x, rng):
         x_tilde = x + self.sigma * rng.standard_normal(x.shape, dtype=x.dtype)
         if self.clip:
             x_tilde = array_module(x).clip(x_tilde, 0, 1)
@@ -125,7 +130,7 @@ class MaskingNoise(Corruption):
     def nu(self) -> float:
         return self.level
 
-    def __call__(self, x, rng):
+    def draw(self, x, rng):
         keep = rng.random(x.shape, dtype=x.dtype) >= self.nu     # probability 1 − ν
         return x * keep
 
@@ -157,7 +162,7 @@ class SaltAndPepper(Corruption):
     def nu(self) -> float:
         return self.level
 
-    def __call__(self, x, rng):
+    def draw(self, x, rng):
         u = rng.random(x.shape, dtype=x.dtype)
         keep = u >= self.nu                       # probability 1 − ν: left alone
         salt = (u >= 0.5 * self.nu) & ~keep       # probability ν/2: set to 1

@@ -51,7 +51,8 @@ Conventions: ``logvar`` is log σ² (not log σ), so σ² = exp(logvar) and
 the event axis (the last axis; the last two for matrices), never a mean.
 Leading axes are batch axes and broadcast against each other, so one prior can
 be compared with a batch of posteriors.  Everything works on NumPy and CuPy
-arrays alike and in the dtype of the inputs (use float64 for checks).
+arrays alike and in the dtype of the inputs (use float64 for checks); given
+host and device arrays together, a function computes on the device.
 
 Inputs are checked: they must hold real numbers (integers are read as float64;
 complex numbers, strings and objects raise ValueError, never a silently
@@ -63,7 +64,7 @@ already or must not wait: the VAE's training step calls them that way.
 
 from __future__ import annotations
 
-from .backend import array_module
+from .backend import common_array_module
 from .validation import checked_real_arrays as _checked
 
 __all__ = ["kl_categorical", "kl_normal_std", "kl_normal_std_grad", "kl_normal_diag",
@@ -114,7 +115,7 @@ def kl_categorical(p, q, axis: int = -1, atol: float = 1e-6):
     with their zeros replaced by 1 (log Q = −∞ is put in with ``where``), and
     the terms with P = 0 are set to 0 with ``where``, so 0 · ∞ never happens.
     """
-    xp = array_module(p)
+    xp = common_array_module(p, q)
     p, q = _checked(("p", "q"), (p, q), xp, check=False)   # finiteness: _check_distribution
     if p.ndim == 0 or q.ndim == 0:
         raise ValueError(f"p and q must be arrays of probability vectors, got shapes "
@@ -165,7 +166,7 @@ def kl_normal_std(mu, logvar, check: bool = True):
     0 exactly when μ = 0 and logvar = 0.  Gradients: :func:`kl_normal_std_grad`.
     ``check=False`` skips the finiteness check (see the module docstring).
     """
-    xp = array_module(mu)
+    xp = common_array_module(mu, logvar)
     mu, logvar = _std_args(mu, logvar, xp, check)
     return 0.5 * (xp.exp(logvar) + mu * mu - 1 - logvar).sum(axis=-1)
 
@@ -178,13 +179,13 @@ def kl_normal_std_grad(mu, logvar, check: bool = True):
         ∂KL/∂μ_j      = μ_j
         ∂KL/∂logvar_j = ½ (e^{logvar_j} − 1) = ½ (σ_j² − 1)
     """
-    xp = array_module(mu)
+    xp = common_array_module(mu, logvar)
     mu, logvar = _std_args(mu, logvar, xp, check)
     return mu, 0.5 * (xp.exp(logvar) - 1)
 
 
 def _broadcast_diag(mu1, logvar1, mu2, logvar2):
-    xp = array_module(mu1)
+    xp = common_array_module(mu1, logvar1, mu2, logvar2)
     mu1, logvar1, mu2, logvar2 = _checked(("mu1", "logvar1", "mu2", "logvar2"),
                                           (mu1, logvar1, mu2, logvar2), xp)
     try:
@@ -208,7 +209,7 @@ def kl_normal_diag(mu1, logvar1, mu2, logvar2):
     With μ₂ = 0 and logvar2 = 0 this is :func:`kl_normal_std`.  The four
     arguments broadcast against each other.  Gradients: :func:`kl_normal_diag_grad`.
     """
-    xp = array_module(mu1)
+    xp = common_array_module(mu1, logvar1, mu2, logvar2)
     mu1, logvar1, mu2, logvar2 = _broadcast_diag(mu1, logvar1, mu2, logvar2)
     diff = mu1 - mu2
     return 0.5 * (logvar2 - logvar1 - 1 + xp.exp(logvar1 - logvar2)
@@ -229,7 +230,7 @@ def kl_normal_diag_grad(mu1, logvar1, mu2, logvar2):
     Each returned array has the broadcast shape of the inputs; for an argument
     that was broadcast (a shared prior), sum its gradient over those axes.
     """
-    xp = array_module(mu1)
+    xp = common_array_module(mu1, logvar1, mu2, logvar2)
     mu1, logvar1, mu2, logvar2 = _broadcast_diag(mu1, logvar1, mu2, logvar2)
     inv_var2 = xp.exp(-logvar2)
     diff = mu1 - mu2

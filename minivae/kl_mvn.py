@@ -26,9 +26,11 @@ inputs checked to be real and finite, the error naming the argument.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
-from .backend import array_module
+from .backend import array_module, common_array_module
 from .validation import checked_real_arrays as _checked
 
 __all__ = ["kl_mvn", "kl_mvn_tril", "kl_mvn_tril_grad", "kl_mvn_tril_std", "kl_mvn_tril_std_grad"]
@@ -171,7 +173,7 @@ def kl_mvn_tril(mu1, L1, mu2, L2):
     entries above the diagonal raise ValueError (a covariance passed by mistake
     would otherwise be silently misread).  Gradients: :func:`kl_mvn_tril_grad`.
     """
-    xp = array_module(mu1)
+    xp = common_array_module(mu1, L1, mu2, L2)
     mu1, L1, mu2, L2 = _checked_factors(mu1, L1, mu2, L2, xp)
     return _kl_from_factors(mu1, L1, mu2, L2)
 
@@ -204,7 +206,7 @@ def kl_mvn_tril_grad(mu1, L1, mu2, L2):
     Every Σ₂⁻¹ is applied as two triangular solves.  Each gradient has the full
     broadcast batch shape; sum over axes along which an argument was shared.
     """
-    xp = array_module(mu1)
+    xp = common_array_module(mu1, L1, mu2, L2)
     mu1, L1, mu2, L2 = _checked_factors(mu1, L1, mu2, L2, xp)
     a = _solve_lower(L2, (mu1 - mu2)[..., None])                  # (..., d, 1)  L₂⁻¹δ
     M = _solve_lower(L2, L1)                                      # L₂⁻¹ L₁
@@ -216,6 +218,14 @@ def kl_mvn_tril_grad(mu1, L1, mu2, L2):
     return dmu1, dL1, -dmu1, dL2
 
 
+def _linalg_raises(xp):
+    """A context in which CuPy's linear algebra raises LinAlgError as NumPy's does."""
+    if xp is np:
+        return contextlib.nullcontext()
+    import cupyx
+    return cupyx.errstate(linalg="raise")
+
+
 def _cholesky(name, cov, xp):
     r"""The lower Cholesky factor of ``cov``, or ValueError naming ``name``.
 
@@ -223,7 +233,8 @@ def _cholesky(name, cov, xp):
     largest entry (1.5e-8 in float64, 3.5e-4 in float32: what one rounding of
     A Aᵀ leaves), and positive definite.  Only the lower triangle is read.
     NumPy's Cholesky raises on a matrix that is not positive definite; CuPy's
-    does not (it leaves NaN in the factor), so the factor is checked as well.
+    does not by default (it leaves NaN in the factor), so on CuPy it runs under
+    ``cupyx.errstate(linalg="raise")``, and the factor is checked as well.
     """
     if not bool(xp.isfinite(cov).all()):
         raise ValueError(f"{name} must be a symmetric positive definite covariance; it "
@@ -237,7 +248,8 @@ def _cholesky(name, cov, xp):
                          f"entry); the worst relative asymmetry is {worst:.3g}")
     reason = None
     try:
-        L = xp.linalg.cholesky(cov)
+        with _linalg_raises(xp):
+            L = xp.linalg.cholesky(cov)
     except (np.linalg.LinAlgError, getattr(xp.linalg, "LinAlgError", np.linalg.LinAlgError)):
         L, reason = None, "its Cholesky factorisation failed"
     if L is not None and not bool((xp.isfinite(L).all()) & (_diagonal(L) > 0).all()):
@@ -260,7 +272,7 @@ def kl_mvn_tril_std(mu, L, check: bool = True):
     training step).  ``L`` (..., d, d) is lower triangular; its upper triangle
     is not read.
     """
-    xp = array_module(mu)
+    xp = common_array_module(mu, L)
     mu, L = _checked(("mu", "L"), (mu, L), xp, check)
     L = _tril(L)
     d = L.shape[-1]
@@ -277,7 +289,7 @@ def kl_mvn_tril_std_grad(mu, L, check: bool = True):
 
     the same as :func:`kl_mvn_tril_grad` at Σ₂ = I: tril(Σ₂⁻¹L − L⁻ᵀ) = tril(L) − diag(1/L_ii).
     """
-    xp = array_module(mu)
+    xp = common_array_module(mu, L)
     mu, L = _checked(("mu", "L"), (mu, L), xp, check)
     L = _tril(L)
     d = L.shape[-1]
@@ -299,7 +311,7 @@ def kl_mvn(mu1, cov1, mu2, cov2):
     With diagonal covariances it equals :func:`kl_normal_diag`; with
     μ₂ = 0, Σ₂ = I it equals :func:`kl_normal_std`.
     """
-    xp = array_module(mu1)
+    xp = common_array_module(mu1, cov1, mu2, cov2)
     mu1, mu2 = _checked(("mu1", "mu2"), (mu1, mu2), xp)
     cov1, cov2 = _checked(("cov1", "cov2"), (cov1, cov2), xp, check=False)  # _cholesky checks
     _broadcast_mvn(mu1, cov1, mu2, cov2, ("mu1", "cov1", "mu2", "cov2"))   # shape checks

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import array_module
+from ..backend import array_module, check_same_side
 from ..numerics import FIXED_SEED
 from .dataset import DataError
 
@@ -79,8 +79,10 @@ def binarize(x, rng):
     """One Bernoulli draw per pixel: 1 with probability ``x``, else 0.
 
     ``x`` and ``rng`` must live on the same side: a NumPy array with a
-    ``numpy.random.Generator`` or a CuPy array with a CuPy Generator.
+    ``numpy.random.Generator`` or a CuPy array with a CuPy Generator (else
+    ValueError saying so).
     """
+    check_same_side(x, rng)
     return (rng.random(x.shape, dtype=x.dtype) < x).astype(x.dtype)
 
 

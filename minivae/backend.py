@@ -122,7 +122,11 @@ class Backend:
 
     # -- the two edges -----------------------------------------------------
     def to_device(self, a, dtype=None):
-        """Copy host data onto this backend's device, as ``dtype``.
+        """Host data on this backend's device, as ``dtype``.
+
+        On CuPy this is always a copy.  On NumPy an array that already has the
+        dtype is returned as it is, not copied: write into the result only if
+        writing into the argument is meant too.
 
         ``dtype`` defaults to the backend's float dtype; pass another (for
         example ``"int64"`` for labels) to keep integers integral.  Only real

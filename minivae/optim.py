@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 import numpy as np
 
 from .backend import array_module
+from .kernels import fused
 from .validation import positive_int, positive_number
 
 
@@ -175,6 +176,9 @@ class Adam(Optimizer):
         for k in keys:
             p, g, m, v, tmp = self.params[k], self.grads[k], self.m[k], self.v[k], self._scratch[k]
             xp = array_module(p)
+            if xp is not np:                   # on a GPU: the update as one fused kernel
+                p[...], m[...], v[...] = fused("adam", p)(p, g, m, v, b1, b2, step_size, eps)
+                continue
             m *= b1
             xp.multiply(g, 1 - b1, out=tmp)
             m += tmp                                   # m ← β₁ m + (1 − β₁) g

@@ -43,6 +43,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import array_module
+from ..kernels import fused
 from ..kl import kl_mvn_tril_std, kl_mvn_tril_std_grad, kl_normal_std, kl_normal_std_grad
 from ..numerics import LOG_2PI
 
@@ -61,8 +62,14 @@ class Posterior:
     def __init__(self, mu, logvar, tril=None):
         self.mu, self.logvar, self.tril = mu, logvar, tril
         self.xp = array_module(mu)
-        self.std = self.xp.exp(0.5 * logvar)
-        self._T = None
+        self._std = self._T = None
+
+    @property
+    def std(self):
+        """σ = exp(½ logvar), (B, L)."""
+        if self._std is None:
+            self._std = self.xp.exp(0.5 * self.logvar)
+        return self._std
 
     def mu_logvar(self):
         return self.mu, self.logvar
@@ -91,7 +98,10 @@ class Posterior:
     def sample(self, eps):
         """z = μ + L ε for ε (B, L), or (B, k, L) for k draws per example."""
         if eps.ndim == 2:
-            z = self.mu + self.std * eps
+            if self.xp is not np and self._std is None:   # σ and z in one kernel on a GPU
+                self._std, z = fused("reparameterize", self.mu)(self.mu, self.logvar, eps)
+            else:
+                z = self.mu + self.std * eps
             return z + (self.strict_lower() @ eps[:, :, None])[:, :, 0] if self.full else z
         z = self.mu[:, None, :] + self.std[:, None, :] * eps
         return z + eps @ self.strict_lower().transpose(0, 2, 1) if self.full else z

@@ -74,7 +74,7 @@ def _need_cache(value, module, what="forward"):
 
 
 #: The initializations of a Dense layer (see :class:`Dense`).
-DENSE_INITS = ("glorot", "he", "torch")
+DENSE_INITS = ("glorot", "he", "torch", "zeros")
 
 
 class Dense(Module):
@@ -85,6 +85,7 @@ class Dense(Module):
         "glorot"   W ~ U(−a, a), a = √(6 / (in + out)),  b = 0      (Glorot uniform)
         "he"       W ~ U(−a, a), a = √(6 / in),          b = 0      (He uniform, for ReLU)
         "torch"    W, b ~ U(−a, a), a = 1 / √in                      (PyTorch's nn.Linear)
+        "zeros"    W = 0, b = 0                                       (nothing drawn)
 
     (PyTorch writes the last one as kaiming_uniform_ with a = √5:
     gain √(2 / (1 + 5)), bound gain·√(3 / in) = 1/√in; its bias uses the same bound.)
@@ -111,8 +112,9 @@ class Dense(Module):
         self.backend = backend = backend or get_backend("numpy")
         self.n_in, self.n_out = int(n_in), int(n_out)
         a = {"glorot": math.sqrt(6.0 / (n_in + n_out)), "he": math.sqrt(6.0 / n_in),
-             "torch": 1.0 / math.sqrt(n_in)}[init]
-        W = (2.0 * backend.uniform((n_in, n_out)) - 1.0) * a
+             "torch": 1.0 / math.sqrt(n_in), "zeros": 0.0}[init]
+        W = (2.0 * backend.uniform((n_in, n_out)) - 1.0) * a if a else \
+            backend.zeros((n_in, n_out))
         b = ((2.0 * backend.uniform((n_out,)) - 1.0) * a if init == "torch"
              else backend.zeros((n_out,)))
         self.params = {"W": W.astype(backend.dtype), "b": b.astype(backend.dtype)}

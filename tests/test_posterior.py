@@ -22,7 +22,11 @@ TOL = 1e-6
 def _full(be, likelihood="bernoulli", latent=3):
     lik = Gaussian(logvar=-0.5, learn_logvar=True, backend=be) if likelihood == "gaussian" \
         else likelihood
-    return VAE(6, (5,), latent, "tanh", likelihood=lik, backend=be, posterior="full")
+    model = VAE(6, (5,), latent, "tanh", likelihood=lik, backend=be, posterior="full")
+    for name in ("tril_head.W", "tril_head.b"):       # it starts at zero: give T some lean
+        p = model.params[name]
+        p[...] = 0.5 * be.standard_normal(p.shape)
+    return model
 
 
 def _binary(be, n=7):
@@ -106,6 +110,16 @@ def test_a_full_posterior_with_T_zero_is_the_diagonal_vae(be64):
     a, b = full.forward(x, eps=eps), diag.forward(x, eps=eps)
     np.testing.assert_allclose(to_np(a.recon), to_np(b.recon), rtol=1e-14)
     np.testing.assert_allclose(to_np(a.kl), to_np(b.kl), rtol=1e-12)
+
+
+def test_the_full_posterior_starts_as_the_diagonal_one(be64):
+    model = VAE(6, (5,), 3, backend=be64, posterior="full")
+    assert all(float(abs(to_np(p)).max()) == 0 for k, p in model.params.items()
+               if k.startswith("tril_head"))
+    # and it draws nothing for it: the other weights are those of the diagonal model
+    diag = VAE(6, (5,), 3, backend=type(be64)(be64.name, "float64", seed=1234))
+    for k in diag.params:
+        np.testing.assert_array_equal(to_np(model.params[k]), to_np(diag.params[k]))
 
 
 def test_full_posterior_checks_and_round_trip(tmp_path, be64):

@@ -99,7 +99,7 @@ class VAE(Module):
     posterior : str
         q(z|x): ``"diagonal"`` (N(μ, diag σ²)) or ``"full"`` (N(μ, L Lᵀ) with
         L = diag(σ) + T, T strictly lower triangular from a third encoder head
-        ``tril_head``); see :mod:`minivae.models.posterior`.
+        ``tril_head``, which starts at zero); see :mod:`minivae.models.posterior`.
     """
 
     def __init__(self, input_dim: int = 784, hidden=(400,), latent_dim: int = 20,
@@ -133,8 +133,10 @@ class VAE(Module):
         self.logvar_head = Dense(self.hidden[-1], self.latent_dim, backend, init=head_init)
         self.decoder = MLP([self.latent_dim, *reversed(self.hidden), self.input_dim],
                            activation, backend, init=mlp_init)
+        # T starts at zero: q begins as the diagonal posterior and learns to lean from there
+        # (with T drawn like the other heads, 30-epoch runs ended ~4 nats worse)
         self.tril_head = Dense(self.hidden[-1], tril_size(self.latent_dim), backend,
-                               init=head_init) if posterior == "full" else None
+                               init="zeros") if posterior == "full" else None
         for prefix, module in self.modules().items():
             for k in module.params:
                 self.params[f"{prefix}.{k}"] = module.params[k]

@@ -109,3 +109,17 @@ def check_model(model, x, eps, beta: float = 1.0, h: float = 1e-6) -> dict:
     model.backward(beta=beta)
     analytic = {k: g.copy() for k, g in model.grads.items()}
     return check_gradients(lambda: model.loss(x, beta=beta, eps=eps), model.params, analytic, h)
+
+
+def check_objective(objective, x, eps, h: float = 1e-6) -> dict:
+    """Check an objective's ``backward`` for every parameter of its model, ε held fixed.
+
+    ``objective`` has ``model``, ``forward(x, eps=...)``, ``backward()`` and
+    ``loss(x, eps=...)`` (:class:`minivae.models.iwae.IWAEObjective` does).
+    """
+    model = objective.model
+    model.zero_grad()
+    objective.forward(x, eps=eps)
+    objective.backward()
+    analytic = {k: g.copy() for k, g in model.grads.items()}
+    return check_gradients(lambda: objective.loss(x, eps=eps), model.params, analytic, h)

@@ -6,13 +6,15 @@ terms to sums kept on the device (so no step waits for the GPU), and at the
 end of an epoch turns the sums into the epoch's history entry together with
 the test metrics.
 
-=================  ==============================================  ======================
-step               loss of a batch of B rows                        reported per epoch
-=================  ==============================================  ======================
-:class:`VAEStep`   (1/B) Σ_b [recon_b + β_eff · kl_b]               −ELBO, recon, KL (β = 1)
-:class:`AEStep`    (1/B) Σ_b ‖x_b − f(g(x̃_b))‖²                     squared errors, clean
-                                                                   and corrupted test digits
-=================  ==============================================  ======================
+=================  ===============================================  ==========================
+step               loss of a batch of B rows                         reported per epoch
+=================  ===============================================  ==========================
+:class:`VAEStep`   (1/B) Σ_b [recon_b + β_eff · kl_b]                −ELBO, recon, KL (β = 1)
+:class:`IWAEStep`  −(1/B) Σ_b L_k(x_b), L_k = log (1/k) Σ_i w_bi     −L_k (train and test),
+                                                                    −ELBO, recon, KL
+:class:`AEStep`    (1/B) Σ_b ‖x_b − f(g(x̃_b))‖²                      squared errors on clean
+                                                                    and corrupted test digits
+=================  ===============================================  ==========================
 """
 
 from __future__ import annotations

@@ -241,7 +241,8 @@ def plot_posteriors(panels, path, image_shape=(28, 28), title=None):
     ``panels`` is a list of dicts with host arrays: ``image`` (D,), ``z1``, ``z2``
     (grid axes) and ``log_post`` (len(z2), len(z1)) the log posterior density on that
     grid, ``mu_q`` and ``logvar_q`` (2,) of q = N(μ, L Lᵀ) with L = [[σ₁, 0], [t, σ₂]]
-    (logvar = log σ²; ``tril_q`` = t, absent or 0 for the diagonal q), and
+    (logvar = log σ²; ``tril_q`` = t, absent or 0 for the diagonal q; ``posterior``
+    ``"full"`` names a full q in the legend even where every t is 0), and
     ``label`` (the image's title) and optionally ``text`` (the latent panel's title,
     e.g. the numbers).  Both densities are drawn at the same three levels
     relative to their own peak, e^{−r²/2} for r = 1, 2, 3: for a Gaussian these are its
@@ -293,7 +294,10 @@ def plot_posteriors(panels, path, image_shape=(28, 28), title=None):
     fig.legend(handles=[Patch(facecolor="cornflowerblue", edgecolor="navy",
                               label="true posterior p(z|x) (grid quadrature)"),
                         Line2D([], [], color="crimson", ls="--",
-                               label="encoder's q(z|x) = N(μ, diag σ²)")],
+                               label="encoder's q(z|x) = " + (
+                                   "N(μ, L Lᵀ)" if any(p.get("posterior") == "full" or
+                                                       p.get("tril_q", 0.0) for p in panels)
+                                   else "N(μ, diag σ²)"))],
                loc="outside lower center", ncol=2, fontsize=8.5, frameon=False,
                title="contours at each density's 1σ, 2σ, 3σ heights (e^(−r²/2) of its peak)",
                title_fontsize=8)

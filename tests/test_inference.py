@@ -98,7 +98,9 @@ def small_full_vae():
     for k, p in model.params.items():
         if k.startswith("decoder"):
             p *= 3.0
-    model.params["tril_head.W"][...] = np.random.default_rng(2).normal(size=(8, 1))  # a lean
+    from minivae.models.posterior import TRIL_SCALE
+    lean = np.random.default_rng(2).normal(size=(8, 1)) / TRIL_SCALE        # a visible lean
+    model.params["tril_head.W"][...] = lean
     x = (np.random.default_rng(1).random(12) < 0.5).astype(np.float64)
     return model, x
 

@@ -12,7 +12,7 @@ from minivae.gradcheck import check_gradients, check_model, check_objective
 from minivae.kl import kl_mvn_tril, kl_mvn_tril_std, kl_mvn_tril_std_grad, kl_normal_std
 from minivae.likelihoods import Gaussian
 from minivae.models.iwae import IWAEObjective
-from minivae.models.posterior import Posterior
+from minivae.models.posterior import TRIL_SCALE, Posterior
 from minivae.models.vae import VAE
 from minivae.train import TrainConfig, train_vae
 
@@ -25,7 +25,7 @@ def _full(be, likelihood="bernoulli", latent=3):
     model = VAE(6, (5,), latent, "tanh", likelihood=lik, backend=be, posterior="full")
     for name in ("tril_head.W", "tril_head.b"):       # it starts at zero: give T some lean
         p = model.params[name]
-        p[...] = 0.5 * be.standard_normal(p.shape)
+        p[...] = 0.5 / TRIL_SCALE * be.standard_normal(p.shape)
     return model
 
 

@@ -39,7 +39,7 @@ from ..backend import Backend, get_backend
 from ..data import as_model_input
 from ..layers import MLP, Dense, Module
 from ..likelihoods import Likelihood, make_likelihood
-from .posterior import POSTERIORS, Posterior, tril_size
+from .posterior import POSTERIORS, TRIL_SCALE, Posterior, tril_size
 from ..validation import positive_int as _positive_int
 
 
@@ -99,7 +99,8 @@ class VAE(Module):
     posterior : str
         q(z|x): ``"diagonal"`` (N(μ, diag σ²)) or ``"full"`` (N(μ, L Lᵀ) with
         L = diag(σ) + T, T strictly lower triangular from a third encoder head
-        ``tril_head``, which starts at zero); see :mod:`minivae.models.posterior`.
+        ``tril_head``, which starts at zero and is scaled by ``TRIL_SCALE``); see
+        :mod:`minivae.models.posterior`.
     """
 
     def __init__(self, input_dim: int = 784, hidden=(400,), latent_dim: int = 20,
@@ -198,7 +199,7 @@ class VAE(Module):
         if check:
             x = self.check_input(x)
         h = self.encoder.forward(x)
-        tril = self.tril_head.forward(h) if self.tril_head is not None else None
+        tril = TRIL_SCALE * self.tril_head.forward(h) if self.tril_head is not None else None
         return Posterior(self.mu_head.forward(h), self.logvar_head.forward(h), tril)
 
     def decode(self, z, check: bool = True):
@@ -268,8 +269,8 @@ class VAE(Module):
         acc = accumulate
         dh = (self.mu_head.backward(dmu, accumulate=acc)              # fan-out: the sum
               + self.logvar_head.backward(dlogvar, accumulate=acc))
-        if dtril is not None:
-            dh += self.tril_head.backward(dtril, accumulate=acc)
+        if dtril is not None:                                         # tril = c · head output
+            dh += self.tril_head.backward(TRIL_SCALE * dtril, accumulate=acc)
         self.encoder.backward(dh, need_dx=False, accumulate=acc)      # ∂L/∂x is of no use
 
     def loss(self, x, beta: float = 1.0, eps=None, check: bool = True) -> float:

@@ -120,6 +120,7 @@ def study(args, posterior, data, x_test, indices):
         rows.append(s)
         panels.append({"image": x, "z1": g.post.z1, "z2": g.post.z2, "log_post": g.log_posterior,
                        "mu_q": g.mu_q, "logvar_q": g.logvar_q, "tril_q": g.tril_q,
+                       "posterior": posterior,
                        "label": f"test digit #{i} (a {int(data.y_test[i])})",
                        "text": (f"log p(x) {s['log_px']:.2f}  ELBO {s['elbo']:.2f}\n"
                                 f"KL(q‖p(z|x)) {s['kl_q_posterior']:.3f}")})

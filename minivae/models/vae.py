@@ -5,7 +5,8 @@ The lecture's loss for one example x, the negative evidence lower bound::
     L(θ, φ; x) = −E_{z ~ q_φ(z|x)} [ log p_θ(x|z) ] + KL( q_φ(z|x) ‖ p(z) )
 
 * encoder:  h = MLP_φ(x);  μ = h W_μ + b_μ;  logvar = h W_v + b_v   (logvar = log σ²)
-* q_φ(z|x) = N(μ, diag σ²),  p(z) = N(0, I)
+* q_φ(z|x) = N(μ, diag σ²),  p(z) = N(0, I)   (``posterior="full"``: N(μ, L Lᵀ),
+  derived in :mod:`minivae.models.posterior`; the IWAE bound: :mod:`minivae.models.iwae`)
 * reparameterization:  z = μ + σ ⊙ ε,  σ = exp(½ logvar),  ε ~ N(0, I)
 * decoder:  out = MLP_θ(z);  the likelihood scores x under p_θ(x | out)
 

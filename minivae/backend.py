@@ -72,14 +72,16 @@ def _first_kernels(cupy):
 _PROBED: dict = {}
 
 
-def cupy_available() -> bool:
-    """True when CuPy is importable, a CUDA device answers and its first kernels run.
-
-    The answer is worked out once per process (it runs kernels on the GPU).
-    """
+def _probed_cupy():
+    """``_cupy_or_reason()``, worked out once per process (it runs kernels on the GPU)."""
     if "cupy" not in _PROBED:
         _PROBED["cupy"] = _cupy_or_reason()
-    return _PROBED["cupy"][0] is not None
+    return _PROBED["cupy"]
+
+
+def cupy_available() -> bool:
+    """True when CuPy is importable, a CUDA device answers and its first kernels run."""
+    return _probed_cupy()[0] is not None
 
 
 class Backend:
@@ -104,9 +106,7 @@ class Backend:
         if dtype_name not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
         if name == "cupy":
-            if "cupy" not in _PROBED:
-                _PROBED["cupy"] = _cupy_or_reason()
-            cupy, reason = _PROBED["cupy"]
+            cupy, reason = _probed_cupy()
             if cupy is None:
                 raise BackendError(f"backend 'cupy' is unavailable: {reason}")
             self.xp = cupy

@@ -261,6 +261,18 @@ def _cholesky(name, cov, xp):
     return L
 
 
+def _std_factor(mu, L, xp, check: bool):
+    """The arguments of :func:`kl_mvn_tril_std`: real; mu (..., d) and L (..., d, d) of one d;
+    with ``check`` also finite with a non-zero diagonal.  Returns (mu, the lower triangle of L)."""
+    mu, L = _checked(("mu", "L"), (mu, L), xp, check)
+    if mu.ndim < 1 or L.ndim < 2 or L.shape[-2:] != (mu.shape[-1],) * 2:
+        raise ValueError(f"mu must be (..., d) and L (..., d, d) with the same d, got shapes "
+                         f"{mu.shape} and {L.shape}")
+    if check and bool((_diagonal(L) == 0).any()):
+        raise ValueError("L has a zero on its diagonal: L Lᵀ is singular")
+    return mu, _tril(L)
+
+
 def kl_mvn_tril_std(mu, L, check: bool = True):
     r"""KL( N(μ, L Lᵀ) ‖ N(0, I) ) per example: :func:`kl_mvn_tril` with μ₂ = 0 and L₂ = I.
 
@@ -273,8 +285,7 @@ def kl_mvn_tril_std(mu, L, check: bool = True):
     is not read.
     """
     xp = common_array_module(mu, L)
-    mu, L = _checked(("mu", "L"), (mu, L), xp, check)
-    L = _tril(L)
+    mu, L = _std_factor(mu, L, xp, check)
     d = L.shape[-1]
     return (0.5 * ((L * L).sum(axis=(-2, -1)) + (mu * mu).sum(axis=-1) - d)
             - xp.log(xp.abs(_diagonal(L))).sum(axis=-1))
@@ -290,8 +301,7 @@ def kl_mvn_tril_std_grad(mu, L, check: bool = True):
     the same as :func:`kl_mvn_tril_grad` at Σ₂ = I: tril(Σ₂⁻¹L − L⁻ᵀ) = tril(L) − diag(1/L_ii).
     """
     xp = common_array_module(mu, L)
-    mu, L = _checked(("mu", "L"), (mu, L), xp, check)
-    L = _tril(L)
+    mu, L = _std_factor(mu, L, xp, check)
     d = L.shape[-1]
     return mu, L - xp.eye(d, dtype=L.dtype) / _diagonal(L)[..., None, :]
 

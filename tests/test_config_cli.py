@@ -140,3 +140,27 @@ def test_a_progress_bar_only_on_a_terminal(small_digits, monkeypatch, capsys, te
         assert "\r" in drawn and "epoch 1/2" in drawn
     else:
         assert drawn == ""
+
+
+@pytest.mark.parametrize("settings,message", [
+    ({"objective": "iwae", "beta": 2.0}, "the iwae objective has none"),
+    ({"objective": "iwae", "kl_warmup_epochs": 3}, "the iwae objective has none"),
+    ({"objective": "iwae", "threads": 2}, "runs serially"),
+    ({"objective": "iwae", "k": 0}, "k must be a positive integer"),
+    ({"k": 5}, "goes with objective='iwae'"),
+    ({"objective": "iwal"}, "unknown objective"),
+    ({"posterior": "full", "latent_dim": 1}, "latent_dim ≥ 2"),
+    ({"posterior": "tilted"}, "unknown posterior"),
+])
+def test_objective_and_posterior_settings_are_checked(settings, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**settings).validate()
+
+
+def test_iwae_and_full_flags_reach_the_config_and_bad_ones_exit_2(tmp_path, capsys):
+    c = config_from_args(TrainConfig, vae_parser().parse_args(
+        ["--objective", "iwae", "--k", "7", "--posterior", "full"]))
+    assert (c.objective, c.resolved_k(), c.posterior) == ("iwae", 7, "full")
+    assert TrainConfig(objective="iwae").resolved_k() == 5
+    assert main_vae(["--k", "3", "--out", str(tmp_path)]) == 2
+    assert "error: k=3 goes with objective='iwae'" in capsys.readouterr().err

@@ -139,3 +139,16 @@ def test_training_with_a_full_posterior(small_digits):
     assert h[-1]["train_neg_elbo"] < h[0]["train_neg_elbo"] - 20
     assert np.isfinite(m["test"]["iw_nll"]) and m["test"]["iw_nll"] < m["test"]["neg_elbo"]
     assert float(np.abs(to_np(model.params["tril_head.W"])).max()) > 0
+
+
+@pytest.mark.parametrize("mu,L,message", [
+    (np.zeros(3), np.eye(2), "same d"),
+    (np.zeros((2, 3)), np.eye(3)[None, :, :2], "same d"),
+    (np.zeros(2), np.diag([1.0, 0.0]), "zero on its diagonal"),
+    (np.zeros(2), np.array([[1.0, 0.0], [np.nan, 1.0]]), "finite"),
+    (np.zeros(2, dtype=complex), np.eye(2), "real numbers"),
+])
+def test_kl_to_the_standard_normal_rejects_bad_factors(mu, L, message):
+    for f in (kl_mvn_tril_std, kl_mvn_tril_std_grad):
+        with pytest.raises(ValueError, match=message):
+            f(mu, L)

@@ -69,7 +69,7 @@ class Posterior:
     def __init__(self, mu, logvar, tril=None):
         self.mu, self.logvar, self.tril = mu, logvar, tril
         self.xp = array_module(mu)
-        self._std = self._T = None
+        self._std = self._T = self._L = None
 
     @property
     def std(self):
@@ -95,12 +95,14 @@ class Posterior:
         return self._T
 
     def scale_tril(self):
-        """L = diag(σ) + T, (B, L, L): q's covariance is L Lᵀ."""
-        L = self.strict_lower().copy() if self.full else \
-            self.xp.zeros(self.mu.shape + self.mu.shape[-1:], dtype=self.mu.dtype)
-        idx = np.arange(self.mu.shape[1])
-        L[:, idx, idx] = self.std
-        return L
+        """L = diag(σ) + T, (B, L, L): q's covariance is L Lᵀ (built once, for KL and gradient)."""
+        if self._L is None:
+            L = self.strict_lower().copy() if self.full else \
+                self.xp.zeros(self.mu.shape + self.mu.shape[-1:], dtype=self.mu.dtype)
+            idx = np.arange(self.mu.shape[1])
+            L[:, idx, idx] = self.std
+            self._L = L
+        return self._L
 
     def sample(self, eps):
         """z = μ + L ε for ε (B, L), or (B, k, L) for k draws per example."""

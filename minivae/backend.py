@@ -21,6 +21,11 @@ BACKENDS = ("numpy", "cupy", "auto")
 DTYPES = ("float32", "float64")
 
 
+def _is_cupy(obj) -> bool:
+    """True for CuPy's arrays and generators (checked by type, without importing CuPy)."""
+    return type(obj).__module__.startswith("cupy")
+
+
 class BackendError(RuntimeError):
     """The requested backend cannot run here (CuPy missing or no GPU)."""
 
@@ -144,7 +149,7 @@ class Backend:
 
     def to_numpy(self, a) -> np.ndarray:
         """Copy an array of either backend back to a NumPy array on the host."""
-        if hasattr(a, "get") and type(a).__module__.startswith("cupy"):
+        if hasattr(a, "get") and _is_cupy(a):
             return a.get()
         return np.asarray(a)
 
@@ -182,14 +187,10 @@ def array_module(a):
     """The module (``numpy`` or ``cupy``) that owns array ``a``."""
     if isinstance(a, np.ndarray) or np.isscalar(a):
         return np
-    if type(a).__module__.startswith("cupy"):
+    if _is_cupy(a):
         import cupy
         return cupy
     return np
-
-
-def _is_cupy(obj) -> bool:
-    return type(obj).__module__.startswith("cupy")
 
 
 def common_array_module(*arrays):

@@ -130,7 +130,7 @@ def resolve_threads(config, model) -> int:
     if config.threads is not None:
         return config.threads
     auto = (config.batch_size >= SPLIT_BATCH_MIN and (os.cpu_count() or 1) >= 2
-            and not model.likelihood.params and getattr(config, "objective", "elbo") == "elbo")
+            and not model.likelihood.params and config.objective == "elbo")
     return 2 if auto else 1
 
 

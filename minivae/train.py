@@ -26,6 +26,7 @@ while evaluating (a large ``iw_samples``) keeps its weights.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 from .backend import get_backend
 from .checkpoint import read_training_checkpoint
@@ -151,8 +152,7 @@ def train_vae(config: TrainConfig | None = None, dataset=None, return_model: boo
     save = _saver(out, lambda path, snap: save_training_checkpoint(path, model, config, snap,
                                                                    sizes))
 
-    def snapshot(epoch, hist):
-        return take_snapshot(model, optimizer, batches, epoch, hist)
+    snapshot = functools.partial(take_snapshot, model, optimizer, batches)   # (epoch, history)
 
     with LastGood(out, save, start, snapshot(start, history)) as last:
         history = fit(step, optimizer, batches, last, snapshot, epochs=config.epochs,
@@ -230,8 +230,7 @@ def train_autoencoder(config: AETrainConfig | None = None, dataset=None,
     step = AEStep(model, config, x_test, x_test_tilde)
     save = _saver(out, lambda path, snap: save_weights(path, model, config, snap))
 
-    def snapshot(epoch, hist):
-        return take_snapshot(model, optimizer, batches, epoch, hist)
+    snapshot = functools.partial(take_snapshot, model, optimizer, batches)   # (epoch, history)
 
     with LastGood(out, save, 0, snapshot(0, [])) as last:
         history = fit(step, optimizer, batches, last, snapshot, epochs=config.epochs,

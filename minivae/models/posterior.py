@@ -40,6 +40,8 @@ gradient, by the chain rule through L_jj = σ_j (∂σ_j/∂logvar_j = ½σ_j), 
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..backend import array_module
@@ -56,6 +58,12 @@ POSTERIORS = ("diagonal", "full")
 #: epochs, 4 seeds: 4.7 nats of −ELBO behind the diagonal q).  Scaled by 0.1 the full q
 #: matches the diagonal one, by 0.01 it is 0.5 nats ahead (2 seeds); 0.01 it is.
 TRIL_SCALE = 0.01
+
+
+@functools.lru_cache(maxsize=None)
+def _below_diagonal(latent_dim: int):
+    """(rows, cols) of the entries below the diagonal, in ``tril``'s packing order (computed once)."""
+    return np.tril_indices(latent_dim, -1)
 
 
 def tril_size(latent_dim: int) -> int:
@@ -89,7 +97,7 @@ class Posterior:
         """T, (B, L, L): the packed ``tril`` entries below the diagonal, zeros elsewhere."""
         if self._T is None:
             B, L = self.mu.shape
-            rows, cols = np.tril_indices(L, -1)
+            rows, cols = _below_diagonal(L)
             self._T = self.xp.zeros((B, L, L), dtype=self.mu.dtype)
             self._T[:, rows, cols] = self.tril
         return self._T
@@ -132,7 +140,7 @@ class Posterior:
             return (*kl_normal_std_grad(self.mu, self.logvar, check=False), None)
         dmu, dL = kl_mvn_tril_std_grad(self.mu, self.scale_tril(), check=False)
         L = self.mu.shape[1]
-        rows, cols = np.tril_indices(L, -1)
+        rows, cols = _below_diagonal(L)
         idx = np.arange(L)
         return dmu, dL[:, idx, idx] * (0.5 * self.std), dL[:, rows, cols]
 
@@ -147,7 +155,7 @@ class Posterior:
             dmu, dlogvar = dz.sum(axis=1), (dz * eps).sum(axis=1) * (0.5 * self.std)
         if not self.full:
             return dmu, dlogvar, None
-        rows, cols = np.tril_indices(self.mu.shape[1], -1)
+        rows, cols = _below_diagonal(self.mu.shape[1])
         if eps.ndim == 2:
             dtril = dz[:, rows] * eps[:, cols]
         else:

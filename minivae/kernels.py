@@ -58,6 +58,10 @@ def adam(p, g, m, v, b1, b2, step_size, eps, xp):
     return p - step_size * m / (xp.sqrt(v) + eps), m, v
 
 
+#: The kernels :func:`fused` offers.
+KERNELS = ("bernoulli_terms", "bernoulli_grad", "reparameterize", "adam")
+
+
 @functools.lru_cache(maxsize=None)
 def _compiled(name: str):
     """The cupy.fuse kernel of ``name``, compiled once (CuPy caches the binary too)."""
@@ -86,6 +90,8 @@ def fused(name: str, like):
     The returned function takes the arguments of the plain function without its
     last one, ``xp``.
     """
+    if name not in KERNELS:
+        raise ValueError(f"unknown kernel {name!r}; expected one of {KERNELS}")
     xp = array_module(like)
     if xp.__name__ == "cupy":
         return _compiled(name)

@@ -91,3 +91,8 @@ def test_the_plain_kernels_run_on_numpy_too():
     f = kernels.fused("reparameterize", np.zeros(2))
     std, z = f(np.zeros(2), np.zeros(2), np.ones(2))
     assert std.tolist() == [1.0, 1.0] and z.tolist() == [1.0, 1.0]
+
+
+def test_an_unknown_kernel_is_named_in_the_error():
+    with pytest.raises(ValueError, match="unknown kernel 'softmax'"):
+        kernels.fused("softmax", np.zeros(2))

@@ -45,8 +45,8 @@ from minivae.models.vae import VAE
 from minivae.optim import Adam
 
 try:               # a tree from before the split-batch step (PYTHONPATH=old checkout)
-    from minivae.parallel import SplitBatchStep
-    from minivae.train import SPLIT_BATCH_MIN
+    from minivae.training.parallel import SplitBatchStep
+    from minivae.training.train import SPLIT_BATCH_MIN
 except ImportError:  # pragma: no cover
     SplitBatchStep, SPLIT_BATCH_MIN = None, None
 

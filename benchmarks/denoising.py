@@ -42,7 +42,7 @@ from minivae.corruption import DEFAULT_LEVELS, corrupt_fixed, make_corruption
 from minivae.data import load_dataset
 from minivae.models.autoencoder import evaluate_reconstruction
 from minivae.numerics import FIXED_SEED as CORRUPTED_TEST_SEED
-from minivae.train import AETrainConfig, train_autoencoder
+from minivae.training.train import AEConfig, train_autoencoder
 
 SETTINGS = {"dataset": "mnist5k", "hidden": [256], "bottleneck": 64, "activation": "relu",
             "output": "sigmoid", "optimizer": "adam", "lr": 1e-3, "batch_size": 128,
@@ -52,7 +52,7 @@ SETTINGS = {"dataset": "mnist5k", "hidden": [256], "bottleneck": 64, "activation
 def train(data, epochs: int, seed: int, **kw):
     """One run of :func:`train_autoencoder` with the shared settings; logs to stderr."""
     settings = {**SETTINGS, "hidden": tuple(SETTINGS["hidden"]), **kw}
-    config = AETrainConfig(**settings, epochs=epochs, seed=seed, out=None, progress=False)
+    config = AEConfig(**settings, epochs=epochs, seed=seed, out=None, progress=False)
     t0 = time.perf_counter()
     with contextlib.redirect_stdout(sys.stderr):
         metrics, model = train_autoencoder(config, dataset=data, return_model=True)

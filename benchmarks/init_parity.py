@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from minivae.data import binarize_fixed, load_dataset  # noqa: E402
 from minivae.models.vae import INITS  # noqa: E402
-from minivae.train import TrainConfig, train_vae  # noqa: E402
+from minivae.training.train import VAEConfig, train_vae  # noqa: E402
 
 
 def minivae_runs(init: str, seed: int, epochs, iw_samples: int) -> dict:
@@ -43,7 +43,7 @@ def minivae_runs(init: str, seed: int, epochs, iw_samples: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         for i, e in enumerate(epochs):
             out = Path(tmp) / f"stage{i}"
-            m = train_vae(TrainConfig(epochs=e, seed=seed, init=init, out=str(out),
+            m = train_vae(VAEConfig(epochs=e, seed=seed, init=init, out=str(out),
                                       progress=False, iw_samples=iw_samples), resume=resume)
             t = m["test"]
             result[e] = {"neg_elbo": t["neg_elbo"], "recon": t["recon"], "kl": t["kl"],

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from minivae.train import TrainConfig, train_vae
+from minivae.training.train import VAEConfig, train_vae
 
 #: The settings each variant changes from the default run.
 VARIANTS = {
@@ -45,7 +45,7 @@ def staged_run(settings: dict, seed: int, epochs, iw_samples: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         for i, e in enumerate(epochs):
             out = Path(tmp) / f"stage{i}"
-            m = train_vae(TrainConfig(epochs=e, seed=seed, out=str(out), progress=False,
+            m = train_vae(VAEConfig(epochs=e, seed=seed, out=str(out), progress=False,
                                       iw_samples=iw_samples, **settings), resume=resume)
             t = m["test"]
             result[e] = {key: t[key] for key in ("neg_elbo", "recon", "kl", "iw_nll",

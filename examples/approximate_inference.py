@@ -32,13 +32,13 @@ import time
 
 import numpy as np
 
-from minivae import plots
-from minivae.cli import integer_in, non_negative_int, output_dir, positive_int, run_guarded
+from minivae.training import plots
+from minivae.training.cli import integer_in, non_negative_int, output_dir, positive_int, run_guarded
 from minivae.data import binarize_fixed, load_dataset
-from minivae.files import atomic_write, prepare_output_dir
+from minivae.training.files import atomic_write, prepare_output_dir
 from minivae.inference import float64_copy, vae_log_likelihood, vae_posterior_grid
 from minivae.numerics import log_mean_exp, log_normal_diag
-from minivae.train import TrainConfig, train_vae
+from minivae.training.train import VAEConfig, train_vae
 
 
 def pick_digits(labels, count):
@@ -98,7 +98,7 @@ def main(argv=None):
 def study(args, posterior, data, x_test, indices):
     """Train one 784-400-2 VAE with this posterior family; tabulate its digits; return all."""
     t0 = time.perf_counter()
-    metrics, model = train_vae(TrainConfig(latent_dim=2, epochs=args.epochs, seed=args.seed,
+    metrics, model = train_vae(VAEConfig(latent_dim=2, epochs=args.epochs, seed=args.seed,
                                            backend=args.backend, posterior=posterior,
                                            out=None, progress=False), return_model=True)
     t_train = time.perf_counter() - t0

@@ -12,7 +12,7 @@ minivae/fit.py, its step minivae/steps.py), minivae/models/autoencoder.py is the
 
 import sys
 
-from minivae.cli import main_autoencoder
+from minivae.training.cli import main_autoencoder
 
 if __name__ == "__main__":
     sys.exit(main_autoencoder())

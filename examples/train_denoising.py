@@ -13,7 +13,7 @@ and minivae/corruption.py the corruption process χ(x̃|x).
 
 import sys
 
-from minivae.cli import main_denoising
+from minivae.training.cli import main_denoising
 
 if __name__ == "__main__":
     sys.exit(main_denoising())

@@ -20,7 +20,7 @@ minivae/fit.py, its step minivae/steps.py), minivae/models/vae.py is the model.
 
 import sys
 
-from minivae.cli import main_vae
+from minivae.training.cli import main_vae
 
 if __name__ == "__main__":
     sys.exit(main_vae())

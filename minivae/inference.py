@@ -298,14 +298,13 @@ def float64_copy(model):
     quantities are compared to ~1e-9, so they are computed in float64.
     """
     from .backend import get_backend
-    from .checkpoint import load_params
 
     if model.backend.dtype == np.float64:
         return model
     be = get_backend(model.backend.name, dtype="float64", seed=model.backend.seed)
     twin = type(model).from_config(model.config(), be)
-    load_params(twin, {k: model.backend.to_numpy(v) for k, v in model.params.items()},
-                source="the float32 model")
+    for k, p in twin.params.items():       # the same architecture: the same names and shapes
+        p[...] = be.to_device(model.backend.to_numpy(model.params[k]), dtype=p.dtype)
     return twin
 
 

@@ -61,8 +61,8 @@ class Module:
 
         The one way a model is rebuilt from its description: by the checkpoint
         loader, the float64 twin of :mod:`minivae.inference` and the split-batch
-        replicas of :mod:`minivae.parallel`.  Its weights are newly drawn;
-        load stored ones with :func:`minivae.checkpoint.load_params`.
+        replicas of :mod:`minivae.training.parallel`.  Its weights are newly drawn;
+        load stored ones with :func:`minivae.training.checkpoint.load_params`.
         """
         return cls(**config, backend=backend)
 

@@ -239,7 +239,7 @@ class VAE(Module):
 
         The derivation is in the module docstring; each line below is one line of it.
         ``batch_total`` is the B of the mean: by default the rows of the last
-        forward.  A batch split into pieces (:mod:`minivae.parallel`) passes
+        forward.  A batch split into pieces (:mod:`minivae.training.parallel`) passes
         the whole batch's size, so the pieces' gradients add up to the whole's.
         ``accumulate=False`` writes ``grads`` instead of adding to them (no
         ``zero_grad`` needed): every parameter is used once per forward, so each

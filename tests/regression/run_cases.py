@@ -56,9 +56,14 @@ def _without_seconds(history: list) -> list:
 def main(src: str, data_path: str, new_keys_path: str | None = None) -> None:
     sys.path.insert(0, src)
     from minivae.data import Dataset
-    from minivae.train import AETrainConfig, TrainConfig, train_autoencoder, train_vae
+    if (Path(src) / "minivae" / "training").is_dir():    # the layout of issue 16
+        from minivae.training.config import AEConfig as AETrainConfig, VAEConfig as TrainConfig
+        from minivae.training.train import train_autoencoder, train_vae
+    else:                                                 # before it: all at the top level
+        from minivae.train import AETrainConfig, TrainConfig, train_autoencoder, train_vae
 
-    assert Path(sys.modules["minivae"].__file__).resolve().is_relative_to(Path(src).resolve())
+    for name in ("minivae", "minivae.models.vae", "minivae.likelihoods"):   # no mixed trees
+        assert Path(sys.modules[name].__file__).resolve().is_relative_to(Path(src).resolve())
     new_keys = json.loads(Path(new_keys_path).read_text()) if new_keys_path else {}
     with np.load(data_path) as f:
         ds = Dataset("mnist5k", f["x_train"], f["y_train"], f["x_test"], f["y_test"])

@@ -42,7 +42,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from minivae.data import binarize_fixed, load_dataset  # noqa: E402
-from minivae.train import TrainConfig, train_vae  # noqa: E402
+from minivae.training.train import VAEConfig, train_vae  # noqa: E402
 
 from torch_reference import train_torch_vae  # noqa: E402
 
@@ -64,7 +64,7 @@ def _both(minivae_init: str, torch_init: str) -> tuple:
 
     ours, ref = {"neg_elbo": [], "iw_nll": []}, {"neg_elbo": [], "iw_nll": []}
     for seed in SEEDS:
-        m = train_vae(TrainConfig(epochs=EPOCHS, seed=seed, out=None, progress=False,
+        m = train_vae(VAEConfig(epochs=EPOCHS, seed=seed, out=None, progress=False,
                                   iw_samples=IW_SAMPLES, init=minivae_init))["test"]
         r = train_torch_vae(ds.x_train, x_test_binary, epochs=EPOCHS, seed=seed,
                             eval_samples=10, threads=1, init=torch_init, iw_samples=IW_SAMPLES)
@@ -106,5 +106,5 @@ def test_minivae_matches_torch_reference_test_neg_elbo_and_iw_nll():
 def test_minivae_default_is_at_least_as_good_as_pytorch_defaults():
     """Each side with its own default initialization (minivae's chosen by measurement:
     benchmarks/results/init_parity.md); minivae may not be worse by more than noise."""
-    diffs = _differences(*_both(TrainConfig().init, "torch"))
+    diffs = _differences(*_both(VAEConfig().init, "torch"))
     assert all(d <= DEFAULTS_SLACK_NATS for d in diffs.values()), diffs

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .evaluate import active_units, evaluate_elbo, iw_log_likelihood
+from ..evaluate import active_units, evaluate_elbo, iw_log_likelihood
 from .fit import check_finite_loss, kl_weight
-from .models.autoencoder import evaluate_reconstruction
-from .models.iwae import IWAEObjective
-from .numerics import FIXED_SEED
+from ..models.autoencoder import evaluate_reconstruction
+from ..models.iwae import IWAEObjective
+from ..numerics import FIXED_SEED
 
 #: Burda et al.'s threshold: unit j is active when Var_x(E_q[z_j|x]) ≥ 0.01.
 ACTIVE_UNIT_THRESHOLD = 0.01

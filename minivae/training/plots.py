@@ -15,6 +15,7 @@ matplotlib.use("Agg")  # write files; never open a window
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ..numerics import normal_quantiles  # noqa: E402
 from .files import atomic_write  # noqa: E402
 
 
@@ -210,14 +211,12 @@ def plot_manifold(decode, path, n: int = 20, image_shape=(28, 28), quantiles=(0.
     so each cell covers equal prior mass p(z) = N(0, I); z₁ grows to the
     right and z₂ upwards.
     """
-    from scipy.special import ndtri
-
     if hasattr(decode, "decode"):
         if decode.latent_dim != 2:
             raise ValueError(f"plot_manifold needs a 2-D latent, got latent_dim "
                              f"{decode.latent_dim}")
         decode = _decoder_means(decode)
-    g = ndtri(np.linspace(quantiles[0], quantiles[1], n))
+    g = normal_quantiles(np.linspace(quantiles[0], quantiles[1], n))
     z1, z2 = np.meshgrid(g, g[::-1])                    # row 0 is the largest z₂
     images = np.asarray(decode(np.c_[z1.ravel(), z2.ravel()]))
     grid = image_grid(list(images.reshape(n, n, -1)), image_shape, pad=0)

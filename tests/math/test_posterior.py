@@ -7,14 +7,14 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from conftest import to_np
-from minivae.checkpoint import load_model, save_checkpoint
+from minivae.training.checkpoint import load_model, save_checkpoint
 from minivae.gradcheck import check_gradients, check_model, check_objective
 from minivae.kl import kl_mvn_tril, kl_mvn_tril_std, kl_mvn_tril_std_grad, kl_normal_std
 from minivae.likelihoods import Gaussian
 from minivae.models.iwae import IWAEObjective
 from minivae.models.posterior import TRIL_SCALE, Posterior
 from minivae.models.vae import VAE
-from minivae.train import TrainConfig, train_vae
+from minivae.training.train import VAEConfig, train_vae
 
 TOL = 1e-6
 
@@ -132,7 +132,7 @@ def test_full_posterior_checks_and_round_trip(tmp_path, be64):
 
 
 def test_training_with_a_full_posterior(small_digits):
-    m, model = train_vae(TrainConfig(epochs=3, hidden=(64,), latent_dim=4, posterior="full",
+    m, model = train_vae(VAEConfig(epochs=3, hidden=(64,), latent_dim=4, posterior="full",
                                      progress=False, out=None, iw_samples=20),
                          dataset=small_digits, return_model=True)
     h = m["history"]

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from .interrupts import interrupts_deferred, signal_name
-from .validation import first_nonfinite
+from ..validation import first_nonfinite
 
 
 class TrainingDiverged(FloatingPointError):

@@ -13,15 +13,15 @@ import math
 import numpy as np
 import pytest
 
-from minivae.checkpoint import read_checkpoint
-from minivae.cli import (AE_SETTINGS, DAE_SETTINGS, VAE_SETTINGS, autoencoder_parser,
+from minivae.training.checkpoint import read_checkpoint
+from minivae.training.cli import (AE_SETTINGS, DAE_SETTINGS, VAE_SETTINGS, autoencoder_parser,
                          config_from_args, denoising_parser, main_vae, vae_parser)
-from minivae.config import AETrainConfig, DAETrainConfig, TrainConfig
-from minivae.train import train_vae
+from minivae.training.config import AEConfig, DAEConfig, VAEConfig
+from minivae.training.train import train_vae
 
-PARSERS = [(vae_parser, TrainConfig, VAE_SETTINGS),
-           (autoencoder_parser, AETrainConfig, AE_SETTINGS),
-           (denoising_parser, DAETrainConfig, DAE_SETTINGS)]
+PARSERS = [(vae_parser, VAEConfig, VAE_SETTINGS),
+           (autoencoder_parser, AEConfig, AE_SETTINGS),
+           (denoising_parser, DAEConfig, DAE_SETTINGS)]
 
 
 @pytest.mark.parametrize("make_parser,config_class,names", PARSERS)
@@ -34,13 +34,13 @@ def test_no_flags_give_the_library_defaults(make_parser, config_class, names):
 
 
 def test_every_setting_is_offered_where_it_applies():
-    vae = {f.name for f in dataclasses.fields(TrainConfig)}
-    ae = {f.name for f in dataclasses.fields(AETrainConfig)}
+    vae = {f.name for f in dataclasses.fields(VAEConfig)}
+    ae = {f.name for f in dataclasses.fields(AEConfig)}
     assert set(VAE_SETTINGS) == vae
     assert set(DAE_SETTINGS) == ae
     assert set(AE_SETTINGS) == ae - {"corruption", "noise_level", "clip"}
     # the defaults that used to disagree: the autoencoders' epochs
-    assert AETrainConfig().epochs == DAETrainConfig().epochs == \
+    assert AEConfig().epochs == DAEConfig().epochs == \
         autoencoder_parser().get_default("epochs") == denoising_parser().get_default("epochs")
 
 
@@ -48,13 +48,13 @@ def test_flags_reach_the_config():
     args = vae_parser().parse_args(
         ["--hidden", "64,32", "--no-progress", "--init", "he", "--likelihood", "gaussian",
          "--gaussian-logvar", "-2.5", "--iw-samples", "0", "--threads", "3", "--lr", "3e-4"])
-    c = config_from_args(TrainConfig, args)
+    c = config_from_args(VAEConfig, args)
     assert (c.hidden, c.progress, c.init, c.likelihood, c.gaussian_logvar, c.iw_samples,
             c.threads, c.lr) == ((64, 32), False, "he", "gaussian", -2.5, 0, 3, 3e-4)
-    d = config_from_args(DAETrainConfig, denoising_parser().parse_args(
+    d = config_from_args(DAEConfig, denoising_parser().parse_args(
         ["--corruption", "masking", "--noise-level", "0.4", "--no-clip"]))
     assert (d.corruption, d.noise_level, d.clip) == ("masking", 0.4, False)
-    assert config_from_args(AETrainConfig, autoencoder_parser().parse_args([])).corruption is None
+    assert config_from_args(AEConfig, autoencoder_parser().parse_args([])).corruption is None
 
 
 def test_the_help_shows_the_library_defaults():
@@ -75,10 +75,10 @@ def _collapsed_neg_elbo(ds) -> float:
 def test_gaussian_likelihood_learns_its_variance_and_beats_a_collapsed_model(small_digits):
     config = dict(epochs=20, likelihood="gaussian", hidden=(128,), latent_dim=8,
                   progress=False, out=None)
-    learned, model = train_vae(TrainConfig(**config), dataset=small_digits, return_model=True)
-    start = TrainConfig(**config).likelihood_options(small_digits.x_train)["logvar"]
+    learned, model = train_vae(VAEConfig(**config), dataset=small_digits, return_model=True)
+    start = VAEConfig(**config).likelihood_options(small_digits.x_train)["logvar"]
     end = float(model.likelihood.logvar[0])
-    fixed = train_vae(TrainConfig(**config, gaussian_logvar=0.0), dataset=small_digits)
+    fixed = train_vae(VAEConfig(**config, gaussian_logvar=0.0), dataset=small_digits)
     collapsed = _collapsed_neg_elbo(small_digits)
     # measured (seed 0): collapsed 56.7; learned -88.2 (log σ² -2.695 -> -2.754, after rising
     # while the reconstructions are still worse than the mean image); σ² = 1 at 10 epochs: 746.6
@@ -109,7 +109,7 @@ def test_gaussian_from_the_command_line_learned_and_fixed(tmp_path, capsys):
 
 def test_a_learned_gaussian_run_resumes_bit_identically(tmp_path, small_digits):
     def config(epochs, out):
-        return TrainConfig(epochs=epochs, likelihood="gaussian", hidden=(32,), latent_dim=4,
+        return VAEConfig(epochs=epochs, likelihood="gaussian", hidden=(32,), latent_dim=4,
                            progress=False, out=str(out))
     _, straight = train_vae(config(4, tmp_path / "a"), dataset=small_digits, return_model=True)
     train_vae(config(2, tmp_path / "b"), dataset=small_digits)
@@ -131,7 +131,7 @@ class _Terminal(io.StringIO):
 def test_a_progress_bar_only_on_a_terminal(small_digits, monkeypatch, capsys, terminal):
     stream = _Terminal() if terminal else io.StringIO()
     monkeypatch.setattr("sys.stderr", stream)
-    train_vae(TrainConfig(epochs=2, hidden=(16,), latent_dim=2, out=None, progress=True),
+    train_vae(VAEConfig(epochs=2, hidden=(16,), latent_dim=2, out=None, progress=True),
               dataset=small_digits)
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch")]
     assert len(lines) == 2                          # one line per epoch, always, on stdout
@@ -154,13 +154,13 @@ def test_a_progress_bar_only_on_a_terminal(small_digits, monkeypatch, capsys, te
 ])
 def test_objective_and_posterior_settings_are_checked(settings, message):
     with pytest.raises(ValueError, match=message):
-        TrainConfig(**settings).validate()
+        VAEConfig(**settings).validate()
 
 
 def test_iwae_and_full_flags_reach_the_config_and_bad_ones_exit_2(tmp_path, capsys):
-    c = config_from_args(TrainConfig, vae_parser().parse_args(
+    c = config_from_args(VAEConfig, vae_parser().parse_args(
         ["--objective", "iwae", "--k", "7", "--posterior", "full"]))
     assert (c.objective, c.resolved_k(), c.posterior) == ("iwae", 7, "full")
-    assert TrainConfig(objective="iwae").resolved_k() == 5
+    assert VAEConfig(objective="iwae").resolved_k() == 5
     assert main_vae(["--k", "3", "--out", str(tmp_path)]) == 2
     assert "error: k=3 goes with objective='iwae'" in capsys.readouterr().err

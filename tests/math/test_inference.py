@@ -208,7 +208,7 @@ def test_the_example_writes_its_figure_and_numbers(tmp_path, capsys):
     import runpy
     from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "examples" / "approximate_inference.py"
+    script = Path(__file__).resolve().parents[2] / "examples" / "approximate_inference.py"
     main = runpy.run_path(str(script), run_name="approximate_inference")["main"]
     assert main(["--epochs", "1", "--digits", "2", "--grid", "61", "--out", str(tmp_path)]) == 0
     for name in ("posterior.png", "posterior_full.png"):

@@ -24,7 +24,7 @@ import math
 import sys
 from pathlib import Path
 
-from .backend import BackendError
+from ..backend import BackendError
 from .checkpoint import CheckpointError
 from .interrupts import Terminated, sigterm_as_interrupt
 from .parallel import MAX_THREADS
@@ -149,7 +149,7 @@ def config_from_args(config_class, args):
 
 
 def vae_parser() -> argparse.ArgumentParser:
-    from .config import TrainConfig
+    from .config import VAEConfig
 
     parser = argparse.ArgumentParser(
         prog="train_vae.py",
@@ -160,7 +160,7 @@ def vae_parser() -> argparse.ArgumentParser:
                     "after the last completed epoch and exits with status 130 (143); a run "
                     "that diverges saves the last finite epoch's state and exits with "
                     "status 2.")
-    add_settings(parser, TrainConfig, VAE_SETTINGS)
+    add_settings(parser, VAEConfig, VAE_SETTINGS)
     parser.add_argument("--resume", default=None, metavar="PATH",
                         help="continue the run stored in the checkpoint PATH (weights, "
                              "optimizer state, epoch, random-generator states) up to --epochs "
@@ -188,7 +188,7 @@ def _resumed_config(config, path, given: set):
     stored one.
     """
     from .checkpoint import read_checkpoint
-    from .config import RESUME_MAY_CHANGE, TrainConfig
+    from .config import RESUME_MAY_CHANGE, VAEConfig
 
     meta, _ = read_checkpoint(path)
     stored = meta.get("extra", {}).get("train_config")
@@ -196,11 +196,11 @@ def _resumed_config(config, path, given: set):
         raise CheckpointError(f"{str(path)!r} holds no training config, so a run cannot "
                               f"resume from it")
     try:
-        resumed = TrainConfig.from_json(stored)
+        resumed = VAEConfig.from_json(stored)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{str(path)!r}: the stored training config is not valid "
                               f"({exc})") from None
-    for f in dataclasses.fields(TrainConfig):
+    for f in dataclasses.fields(VAEConfig):
         if f.name in RESUME_MAY_CHANGE or f.name in given:
             setattr(resumed, f.name, getattr(config, f.name))
     return resumed
@@ -252,10 +252,10 @@ def main_vae(argv=None) -> int:
 
     from .train import figure_names, train_vae
 
-    from .config import TrainConfig
+    from .config import VAEConfig
 
     args = vae_parser().parse_args(argv)
-    config = config_from_args(TrainConfig, args)
+    config = config_from_args(VAEConfig, args)
 
     def train():
         nonlocal config
@@ -298,19 +298,19 @@ _STOPS = (" Ctrl-C (or SIGTERM) saves the weights after the last completed epoch
 
 
 def autoencoder_parser() -> argparse.ArgumentParser:
-    from .config import AETrainConfig
+    from .config import AEConfig
 
     parser = argparse.ArgumentParser(
         prog="train_autoencoder.py",
         description="Train an autoencoder on L = 1/n Σ ‖x − f(g(x))‖² with hand-written "
                     "gradients. Writes metrics.json, checkpoint.npz, reconstructions.png and "
                     "loss.png into --out." + _STOPS)
-    add_settings(parser, AETrainConfig, AE_SETTINGS)
+    add_settings(parser, AEConfig, AE_SETTINGS)
     return parser
 
 
 def denoising_parser() -> argparse.ArgumentParser:
-    from .config import DAETrainConfig
+    from .config import DAEConfig
 
     parser = argparse.ArgumentParser(
         prog="train_denoising.py",
@@ -318,7 +318,7 @@ def denoising_parser() -> argparse.ArgumentParser:
                     "drawn afresh for every batch. Writes metrics.json, checkpoint.npz, "
                     "reconstructions.png (clean / corrupted / reconstructed) and loss.png "
                     "into --out." + _STOPS)
-    add_settings(parser, DAETrainConfig, DAE_SETTINGS)
+    add_settings(parser, DAEConfig, DAE_SETTINGS)
     return parser
 
 
@@ -344,10 +344,10 @@ def _run_autoencoder(config) -> int:
 
 
 def main_autoencoder(argv=None) -> int:
-    from .config import AETrainConfig
-    return _run_autoencoder(config_from_args(AETrainConfig, autoencoder_parser().parse_args(argv)))
+    from .config import AEConfig
+    return _run_autoencoder(config_from_args(AEConfig, autoencoder_parser().parse_args(argv)))
 
 
 def main_denoising(argv=None) -> int:
-    from .config import DAETrainConfig
-    return _run_autoencoder(config_from_args(DAETrainConfig, denoising_parser().parse_args(argv)))
+    from .config import DAEConfig
+    return _run_autoencoder(config_from_args(DAEConfig, denoising_parser().parse_args(argv)))

@@ -13,7 +13,7 @@ import sys
 
 import numpy as np
 
-from .optim import make_optimizer
+from ..optim import make_optimizer
 
 
 def dense_parameter_count(widths) -> int:

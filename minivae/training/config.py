@@ -5,10 +5,10 @@ the default its command-line help, its choices (the library's own tuples, the
 same ones :meth:`validate` checks against) and the kind of value it takes.
 :mod:`minivae.cli` generates its argument parsers from these fields, so the
 library and the command line cannot disagree on a default: ``--epochs`` of
-``train_autoencoder.py`` is :attr:`AETrainConfig.epochs`, and so on.
+``train_autoencoder.py`` is :attr:`AEConfig.epochs`, and so on.
 
-:class:`TrainConfig` is a VAE run, :class:`AETrainConfig` an autoencoder run,
-:class:`DAETrainConfig` a denoising-autoencoder run; all three extend
+:class:`VAEConfig` is a VAE run, :class:`AEConfig` an autoencoder run,
+:class:`DAEConfig` a denoising-autoencoder run; all three extend
 :class:`RunConfig`, the settings every run shares.
 """
 
@@ -20,18 +20,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .backend import BACKENDS, DTYPES
-from .corruption import CORRUPTIONS, DEFAULT_LEVELS, make_corruption
-from .data import BINARIZE, DATASETS
+from ..backend import BACKENDS, DTYPES
+from ..corruption import CORRUPTIONS, DEFAULT_LEVELS, make_corruption
+from ..data import BINARIZE, DATASETS
 from .files import check_output_path
-from .layers import ACTIVATIONS
-from .likelihoods import LIKELIHOODS
-from .models.autoencoder import OUTPUTS as AE_OUTPUTS
-from .models.posterior import POSTERIORS
-from .models.vae import INITS as VAE_INITS
-from .optim import OPTIMIZERS
+from ..layers import ACTIVATIONS
+from ..likelihoods import LIKELIHOODS
+from ..models.autoencoder import OUTPUTS as AE_OUTPUTS
+from ..models.posterior import POSTERIORS
+from ..models.vae import INITS as VAE_INITS
+from ..optim import OPTIMIZERS
 from .parallel import MAX_THREADS
-from .validation import positive_int, positive_number
+from ..validation import positive_int, positive_number
 
 
 def setting(default, help: str, *, choices=None, kind: str | None = None, flag: str | None = None,
@@ -143,7 +143,7 @@ class RunConfig:
 
 
 @dataclass
-class TrainConfig(RunConfig):
+class VAEConfig(RunConfig):
     """Every setting of a VAE training run; the defaults are the classic model.
 
     784-400-20 with ReLU, a Bernoulli likelihood on dynamically binarized
@@ -240,7 +240,7 @@ class TrainConfig(RunConfig):
         spread = float(((x - x.mean(axis=0)) ** 2).mean())
         return {"logvar": math.log(max(spread, 1e-12)), "learn_logvar": True}
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> "VAEConfig":
         """Raise ValueError naming the first bad setting; return self."""
         self._validate_shared()
         _check_choice(self, "likelihood", LIKELIHOODS)
@@ -282,7 +282,7 @@ class TrainConfig(RunConfig):
         return {**super().to_json(), "binarize": self.resolved_binarize()}
 
     @classmethod
-    def from_json(cls, d: dict) -> "TrainConfig":
+    def from_json(cls, d: dict) -> "VAEConfig":
         """The stored config; settings added since it was written take the value that run used.
 
         (A config written before ``init`` existed was trained with ``"he"``, and
@@ -297,7 +297,7 @@ class TrainConfig(RunConfig):
 
 #: The settings a resumed run may change: how far to go, where to write, how to
 #: show progress, what to evaluate at the end, where the data and the arrays
-#: live.  Every other setting of TrainConfig defines the run and must match the
+#: live.  Every other setting of VAEConfig defines the run and must match the
 #: checkpoint's; ``threads`` among them, since the split step rounds its
 #: gradient sums differently from the serial one (a resumed run with
 #: ``threads=None`` takes the stored count).
@@ -306,7 +306,7 @@ RESUME_MAY_CHANGE = ("epochs", "out", "progress", "save_every", "iw_samples", "b
 
 
 @dataclass
-class AETrainConfig(RunConfig):
+class AEConfig(RunConfig):
     """Every setting of an autoencoder or denoising-autoencoder run.
 
     The defaults: 784-256-64-256-784 (a code of 64) with ReLU and a sigmoid
@@ -346,7 +346,7 @@ class AETrainConfig(RunConfig):
         options = {"clip": self.clip} if self.corruption == "gaussian" else {}
         return make_corruption(self.corruption, self.noise_level, **options)
 
-    def validate(self) -> "AETrainConfig":
+    def validate(self) -> "AEConfig":
         """Raise ValueError naming the first bad setting; return self."""
         self._validate_shared()
         _check_choice(self, "output", AE_OUTPUTS)
@@ -362,8 +362,8 @@ class AETrainConfig(RunConfig):
 
 
 @dataclass
-class DAETrainConfig(AETrainConfig):
-    """An :class:`AETrainConfig` whose defaults are the denoising run: Gaussian χ(x̃|x), σ 0.3."""
+class DAEConfig(AEConfig):
+    """An :class:`AEConfig` whose defaults are the denoising run: Gaussian χ(x̃|x), σ 0.3."""
 
     out: str | None = setting("runs/denoising", "output directory, checked before training "
                               "starts", kind="dir")

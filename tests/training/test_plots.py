@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from minivae import plots
+from minivae.training import plots
 from minivae.backend import get_backend
 from minivae.data import Dataset, load_dataset
 from minivae.models.vae import VAE
-from minivae.train import TrainConfig, figure_names, train_vae
+from minivae.training.train import VAEConfig, figure_names, train_vae
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -81,7 +81,7 @@ def test_train_vae_writes_every_figure_that_applies(tmp_path, latent_dim):
     ds = load_dataset("mnist5k")
     small = Dataset("mnist5k", ds.x_train[:300], ds.y_train[:300], ds.x_test[:100],
                     ds.y_test[:100])
-    train_vae(TrainConfig(epochs=1, hidden=(16,), latent_dim=latent_dim, progress=False,
+    train_vae(VAEConfig(epochs=1, hidden=(16,), latent_dim=latent_dim, progress=False,
                           out=str(tmp_path)), dataset=small)
     names = figure_names(latent_dim)
     assert ("manifold.png" in names) == (latent_dim == 2)

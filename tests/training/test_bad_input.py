@@ -19,17 +19,17 @@ import pytest
 
 from minivae import kl
 from minivae.backend import get_backend
-from minivae.checkpoint import CheckpointError, load_model, load_vae, read_training_checkpoint
-from minivae.cli import main_autoencoder, main_vae
+from minivae.training.checkpoint import CheckpointError, load_model, load_vae, read_training_checkpoint
+from minivae.training.cli import main_autoencoder, main_vae
 from minivae.data import DataError, Dataset, load_dataset, load_idx_dataset, read_idx
 from minivae.evaluate import active_units, evaluate_elbo, iw_log_likelihood
 from minivae.gradcheck import numerical_gradient
 from minivae.models.autoencoder import Autoencoder
 from minivae.models.vae import VAE
-from minivae.train import ACTIVE_UNIT_THRESHOLD, TrainConfig, train_vae
+from minivae.training.train import ACTIVE_UNIT_THRESHOLD, VAEConfig, train_vae
 from test_data import fake_mnist, idx_bytes, write_fake_dir
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # -- the KL divergences ------------------------------------------------------------------
@@ -128,7 +128,7 @@ def test_a_data_set_with_an_empty_split_is_refused(tmp_path):
     ds = load_dataset("mnist5k")
     empty = Dataset("mnist5k", ds.x_train[:300], ds.y_train[:300], ds.x_test[:0], ds.y_test[:0])
     with pytest.raises(DataError, match="x_test of 'mnist5k' has no examples"):
-        train_vae(TrainConfig(epochs=1, hidden=(16,), latent_dim=2, out=None, progress=False),
+        train_vae(VAEConfig(epochs=1, hidden=(16,), latent_dim=2, out=None, progress=False),
                   dataset=empty)
     arrays = fake_mnist(n_test=0)
     with pytest.raises(DataError, match="t10k-images-idx3-ubyte.gz holds no images"):
@@ -169,7 +169,7 @@ def trained_checkpoint(tmp_path_factory):
     out = tmp_path_factory.mktemp("ckpt")
     ds = load_dataset("mnist5k")
     small = Dataset("mnist5k", ds.x_train[:300], ds.y_train[:300], ds.x_test[:50], ds.y_test[:50])
-    train_vae(TrainConfig(epochs=2, hidden=(16,), latent_dim=2, progress=False, out=str(out)),
+    train_vae(VAEConfig(epochs=2, hidden=(16,), latent_dim=2, progress=False, out=str(out)),
               dataset=small)
     return out / "checkpoint.npz"
 
@@ -251,7 +251,7 @@ def test_threads_are_bounded(capsys):
     assert info.value.code == 2
     assert "argument --threads: expected an integer from 1 to 64, got 65" in capsys.readouterr().err
     with pytest.raises(ValueError, match="threads must be at most 64"):
-        TrainConfig(threads=10**6).validate()
+        VAEConfig(threads=10**6).validate()
 
 
 @pytest.mark.parametrize("argv,message", [

@@ -8,7 +8,7 @@ from conftest import to_np
 from minivae.data import Dataset, binarize_fixed, load_dataset
 from minivae.evaluate import active_units, evaluate_elbo, iw_log_likelihood
 from minivae.models.vae import VAE
-from minivae.train import TrainConfig, train_vae
+from minivae.training.train import VAEConfig, train_vae
 
 
 def _tiny(be, latent=1):
@@ -56,7 +56,7 @@ def test_agrees_with_quadrature_on_a_1d_latent(be64):
 def test_does_not_decrease_in_k_on_a_trained_model():
     ds = load_dataset("mnist5k")
     small = Dataset("mnist5k", ds.x_train[:1000], ds.y_train[:1000], ds.x_test, ds.y_test)
-    _, model = train_vae(TrainConfig(epochs=5, hidden=(64,), latent_dim=8, progress=False,
+    _, model = train_vae(VAEConfig(epochs=5, hidden=(64,), latent_dim=8, progress=False,
                                      out=None), dataset=small, return_model=True)
     x = binarize_fixed(ds.x_test[:100])
     means = [iw_log_likelihood(model, x, k=k).mean() for k in (1, 10, 100)]

@@ -16,17 +16,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minivae.checkpoint import (CheckpointError, load_model, read_checkpoint,
+from minivae.training.checkpoint import (CheckpointError, load_model, read_checkpoint,
                                 read_training_checkpoint, save_checkpoint)
-from minivae.cli import main_autoencoder, main_vae
-from minivae.files import OutputError
+from minivae.training.cli import main_autoencoder, main_vae
+from minivae.training.files import OutputError
 from minivae.models.vae import VAE
 from minivae.optim import Adam
 from minivae.backend import get_backend
-from minivae.train import (AETrainConfig, TrainConfig, TrainingDiverged, TrainingInterrupted,
+from minivae.training.train import (AEConfig, VAEConfig, TrainingDiverged, TrainingInterrupted,
                            train_autoencoder, train_vae)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 STEPS_PER_EPOCH = 8          # 1,000 digits in batches of 128
 
 
@@ -52,7 +52,7 @@ def _vae(out, **kw):
     base = dict(epochs=4, hidden=(64,), latent_dim=8, progress=False,
                 out=None if out is None else str(out))
     base.update(kw)
-    return TrainConfig(**base)
+    return VAEConfig(**base)
 
 
 def _no_temporaries(directory):
@@ -163,7 +163,7 @@ def test_an_unusable_out_is_refused_before_any_work(tmp_path, case, capsys, monk
     if case == "/proc/self" and not os.path.isdir("/proc/self"):
         pytest.skip("no /proc on this system")
     out, reason = _unusable_outs(tmp_path)[case]
-    import minivae.train as train
+    import minivae.training.train as train
 
     def no_data(*a, **k):
         raise AssertionError("the data was loaded before --out was checked")
@@ -172,7 +172,7 @@ def test_an_unusable_out_is_refused_before_any_work(tmp_path, case, capsys, monk
     with pytest.raises(OutputError, match=reason):
         train_vae(_vae(out))
     with pytest.raises(OutputError, match=reason):
-        train_autoencoder(AETrainConfig(epochs=1, out=out, progress=False))
+        train_autoencoder(AEConfig(epochs=1, out=out, progress=False))
     assert main_vae(["--out", out, "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: cannot write into the output directory {out!r}: ")
@@ -191,7 +191,7 @@ def test_an_empty_out_is_rejected(capsys):
 
 def _disk_full_after(monkeypatch, writes: int):
     """Every fsync after the first ``writes`` fails as a full disk would."""
-    import minivae.files as files
+    import minivae.training.files as files
 
     calls = {"n": 0}
     fsync = os.fsync
@@ -229,7 +229,7 @@ def test_a_disk_that_fills_during_the_run_keeps_the_last_checkpoint(tmp_path, mo
 
 def test_the_final_checkpoint_is_written_before_the_final_evaluation(tmp_path, small_digits,
                                                                      monkeypatch):
-    import minivae.steps as steps
+    import minivae.training.steps as steps
 
     seen = []
     final = steps.final_test_metrics
@@ -280,7 +280,7 @@ def _interrupt_at(monkeypatch, call: int):
 
 def _second_ctrl_c_during_every_save(monkeypatch):
     """A real SIGINT to this process at the start of every checkpoint save."""
-    import minivae.resume as resume
+    import minivae.training.resume as resume
 
     save = resume.save_checkpoint
 
@@ -337,7 +337,7 @@ def test_cli_second_ctrl_c_still_reports_the_saved_state(tmp_path, monkeypatch, 
 def test_ctrl_c_saves_an_autoencoder_run_too(tmp_path, small_digits, monkeypatch, capsys):
     _interrupt_at(monkeypatch, STEPS_PER_EPOCH + 2)
     with pytest.raises(TrainingInterrupted) as info:
-        train_autoencoder(AETrainConfig(epochs=3, hidden=(32,), bottleneck=8, progress=False,
+        train_autoencoder(AEConfig(epochs=3, hidden=(32,), bottleneck=8, progress=False,
                                         out=str(tmp_path)), dataset=small_digits)
     assert info.value.epoch == 1
     meta, params = read_checkpoint(tmp_path / "checkpoint.npz")
@@ -395,7 +395,7 @@ def test_outputs_replace_symlinks_instead_of_writing_through_them(tmp_path, smal
 def test_a_figure_that_fails_half_way_leaves_the_old_one(tmp_path):
     import matplotlib.figure
 
-    from minivae import plots
+    from minivae.training import plots
 
     path = tmp_path / "samples.png"
     plots.plot_samples(np.zeros((4, 784)), path)
@@ -459,7 +459,7 @@ def test_cli_resume_takes_threads_from_the_checkpoint(tmp_path, capsys):
 def test_ctrl_c_before_the_first_epoch_says_so_and_names_an_earlier_checkpoint(tmp_path,
                                                                                monkeypatch,
                                                                                capsys):
-    import minivae.train as train
+    import minivae.training.train as train
 
     def interrupted_load(*args, **kwargs):
         raise KeyboardInterrupt

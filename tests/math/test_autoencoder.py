@@ -11,17 +11,17 @@ import numpy as np
 import pytest
 
 from conftest import to_np
-from minivae.checkpoint import CheckpointError, load_model, load_vae, save_checkpoint
-from minivae.cli import main_autoencoder, main_denoising
+from minivae.training.checkpoint import CheckpointError, load_model, load_vae, save_checkpoint
+from minivae.training.cli import main_autoencoder, main_denoising
 from minivae.corruption import CORRUPTIONS, corrupt_fixed, make_corruption
 from minivae.data import Dataset
 from minivae.gradcheck import check_gradients
 from minivae.likelihoods import Gaussian, SquaredError
 from minivae.models.autoencoder import Autoencoder, evaluate_reconstruction
 from minivae.models.denoising import DenoisingAutoencoder
-from minivae.train import AETrainConfig, train_autoencoder
+from minivae.training.train import AEConfig, train_autoencoder
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TOL = 1e-6
 OUTPUTS = {"metrics.json", "checkpoint.npz", "reconstructions.png", "loss.png"}
 ERROR_KEYS = {"sse_per_example", "mse_per_pixel", "mse"}
@@ -132,7 +132,7 @@ def test_denoising_target_is_the_clean_x_and_noise_is_fresh_per_batch(be64):
 def _small(**kw):
     base = dict(epochs=30, hidden=(128,), bottleneck=32, batch_size=64, progress=False, out=None)
     base.update(kw)
-    return AETrainConfig(**base)
+    return AEConfig(**base)
 
 
 def test_training_learns_and_denoising_beats_the_plain_autoencoder(small_digits):
@@ -186,7 +186,7 @@ def test_same_seed_same_run(small_digits):
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_divergence_is_reported_not_hidden(small_digits):
-    from minivae.train import TrainingDiverged
+    from minivae.training.train import TrainingDiverged
 
     with pytest.raises(TrainingDiverged, match="smaller learning rate"):
         train_autoencoder(_small(epochs=2, output="linear", optimizer="sgd", lr=1e3),

@@ -13,7 +13,7 @@ import pytest
 
 from minivae import likelihoods, models, optim
 from minivae.data import Dataset, load_dataset
-from minivae.train import TrainConfig, train_vae
+from minivae.training.train import VAEConfig, train_vae
 
 
 def _reference_vae_backward(original):
@@ -29,14 +29,14 @@ def test_reference_expressions_train_the_same_curve(monkeypatch):
     small = Dataset("mnist5k", ds.x_train[:2048], ds.y_train[:2048], ds.x_test[:256],
                     ds.y_test[:256])
     config = dict(epochs=3, batch_size=128, hidden=(64,), latent_dim=8, progress=False, out=None)
-    fast = train_vae(TrainConfig(**config), dataset=small)
+    fast = train_vae(VAEConfig(**config), dataset=small)
 
     with monkeypatch.context() as mp:
         mp.setattr(likelihoods.Bernoulli, "backward", likelihoods.Bernoulli.backward_reference)
         mp.setattr(optim.Adam, "step", optim.Adam.step_reference)
         mp.setattr(models.vae.VAE, "backward", _reference_vae_backward(models.vae.VAE.backward))
         # and the serial step instead of the split one
-        reference = train_vae(TrainConfig(**config, threads=1), dataset=small)
+        reference = train_vae(VAEConfig(**config, threads=1), dataset=small)
 
     assert likelihoods.Bernoulli.backward is not likelihoods.Bernoulli.backward_reference
     a = np.array([h["train_neg_elbo"] for h in fast["history"]])

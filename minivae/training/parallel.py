@@ -26,9 +26,9 @@ from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 
-from .backend import Backend
-from .layers import MLP, Dense
-from .validation import positive_int
+from ..backend import Backend
+from ..layers import MLP, Dense
+from ..validation import positive_int
 
 #: At most this many row blocks (threads) per step: more than a machine's
 #: cores only adds overhead, and a mistyped count must not start 10⁶ threads.
@@ -46,7 +46,7 @@ def _dense_layers(model) -> list:
 
 def make_replica(model):
     """A VAE that computes with ``model``'s parameter arrays but has its own grads and caches."""
-    from .models.vae import VAE
+    from ..models.vae import VAE
 
     if model.likelihood.params:
         raise ValueError("split-batch steps support likelihoods without parameters "

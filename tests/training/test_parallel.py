@@ -6,9 +6,9 @@ import pytest
 from minivae.backend import get_backend
 from minivae.data import Dataset, load_dataset
 from minivae.models.vae import VAE
-from minivae.parallel import SplitBatchStep, make_replica
-from minivae.resources import splitter_for
-from minivae.train import TrainConfig, train_vae
+from minivae.training.parallel import SplitBatchStep, make_replica
+from minivae.training.resources import splitter_for
+from minivae.training.train import VAEConfig, train_vae
 
 
 @pytest.mark.parametrize("threads,rows", [(2, 17), (3, 30), (2, 2), (2, 1)])
@@ -45,7 +45,7 @@ def test_training_with_split_batches_matches_serial_training():
     ds = load_dataset("mnist5k")
     small = Dataset("mnist5k", ds.x_train[:1200], ds.y_train[:1200], ds.x_test[:200],
                     ds.y_test[:200])
-    runs = [train_vae(TrainConfig(epochs=3, batch_size=512, hidden=(64,), latent_dim=8,
+    runs = [train_vae(VAEConfig(epochs=3, batch_size=512, hidden=(64,), latent_dim=8,
                                   threads=t, progress=False, out=None), dataset=small)
             for t in (1, 2)]
     for a, b in zip(runs[0]["history"], runs[1]["history"]):
@@ -56,15 +56,15 @@ def test_training_with_split_batches_matches_serial_training():
 def test_automatic_choice_and_errors():
     be = get_backend("numpy", seed=0)
     model = VAE(30, (20,), 4, backend=be)
-    assert splitter_for(TrainConfig(batch_size=64), model) is None
-    big = splitter_for(TrainConfig(batch_size=1024), model)
+    assert splitter_for(VAEConfig(batch_size=64), model) is None
+    big = splitter_for(VAEConfig(batch_size=1024), model)
     import os
     assert (big is not None) == ((os.cpu_count() or 1) >= 2)
-    assert splitter_for(TrainConfig(batch_size=1024, threads=1), model) is None
+    assert splitter_for(VAEConfig(batch_size=1024, threads=1), model) is None
     learned = VAE(30, (20,), 4, likelihood="gaussian", backend=be)
     learned.likelihood.params["logvar"] = learned.likelihood.logvar  # as learn_logvar=True does
-    assert splitter_for(TrainConfig(batch_size=1024, likelihood="gaussian"), learned) is None
+    assert splitter_for(VAEConfig(batch_size=1024, likelihood="gaussian"), learned) is None
     with pytest.raises(ValueError, match="without parameters"):
         SplitBatchStep(learned, 2)
     with pytest.raises(ValueError, match="threads must be a positive integer"):
-        TrainConfig(threads=0).validate()
+        VAEConfig(threads=0).validate()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
 bench_train_step = pytest.importorskip("bench_train_step")
@@ -33,7 +33,7 @@ def test_bench_train_step_lines(capsys):
         assert r["gemm_fraction"] == pytest.approx(r["gemm_ms"] / r["step_ms"])
         assert r["peak_rss_mib"] > 0 and "ratio_vs_torch" not in r
     # the step train_vae runs: split into row blocks from SPLIT_BATCH_MIN rows on 2+ threads
-    from minivae.train import SPLIT_BATCH_MIN
+    from minivae.training.train import SPLIT_BATCH_MIN
     assert [r["split_batch"] for r in rows] == [False, 200 >= SPLIT_BATCH_MIN]
 
 

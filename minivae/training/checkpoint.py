@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from .files import atomic_write  # noqa: F401  (imported from here by older code)
-from .validation import first_nonfinite
+from ..validation import first_nonfinite
 
 FORMAT = "minivae-checkpoint"
 FORMAT_VERSION = 2
@@ -148,7 +148,7 @@ class TrainingCheckpoint:
     """What :func:`read_training_checkpoint` returns: everything a run resumes from.
 
     ``meta`` is the JSON description (``meta["extra"]["train_config"]`` is the
-    run's TrainConfig), ``params`` and ``optimizer_state`` hold host arrays
+    run's VAEConfig), ``params`` and ``optimizer_state`` hold host arrays
     (``optimizer_state`` in the form of the optimizer's ``state_dict()``, its
     numbers included), ``training`` is ``meta["training"]``: ``epoch``,
     ``history``, ``optimizer``, ``rng`` and ``data``.
@@ -288,9 +288,9 @@ def _check_config_fits_weights(source: str, cfg: dict, params: dict) -> None:
 
 def _model_classes() -> dict:
     """The model classes :func:`load_model` rebuilds, by the name a checkpoint stores."""
-    from .models.autoencoder import Autoencoder
-    from .models.denoising import DenoisingAutoencoder
-    from .models.vae import VAE
+    from ..models.autoencoder import Autoencoder
+    from ..models.denoising import DenoisingAutoencoder
+    from ..models.vae import VAE
     return {cls.__name__: cls for cls in (VAE, Autoencoder, DenoisingAutoencoder)}
 
 
@@ -309,7 +309,7 @@ def load_model(path, backend=None):
 
 
 def _load(path, backend, only=None):
-    from .backend import get_backend
+    from ..backend import get_backend
 
     meta, params = read_checkpoint(path)
     source, name = repr(str(path)), meta.get("model")

@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 
 from minivae.backend import get_backend
-from minivae.checkpoint import (FORMAT_VERSION, CheckpointError, TrainingCheckpoint, atomic_write,
+from minivae.training.checkpoint import (FORMAT_VERSION, CheckpointError, TrainingCheckpoint, atomic_write,
                                 load_params, load_vae, read_checkpoint, read_training_checkpoint,
                                 save_checkpoint)
-from minivae.cli import main_vae
+from minivae.training.cli import main_vae
 from minivae.data import Dataset
 from minivae.models.vae import VAE
 from minivae.optim import Adam
-from minivae.train import TrainConfig, TrainingInterrupted, kl_weight, train_vae
+from minivae.training.train import VAEConfig, TrainingInterrupted, kl_weight, train_vae
 
 
 
@@ -29,7 +29,7 @@ def _config(out, **kw):
                 out=None if out is None else str(out),
                 kl_warmup_epochs=3)
     base.update(kw)
-    return TrainConfig(**base)
+    return VAEConfig(**base)
 
 
 def _assert_same_state(a: TrainingCheckpoint, b: TrainingCheckpoint):
@@ -104,7 +104,7 @@ def test_ctrl_c_without_an_output_directory_is_a_plain_interrupt(small_digits, m
 
 
 def test_save_every_writes_the_checkpoint_every_n_epochs(tmp_path, small_digits, monkeypatch):
-    import minivae.resume as resume
+    import minivae.training.resume as resume
 
     saved_epochs = []
     save = resume.save_checkpoint

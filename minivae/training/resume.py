@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoint import CheckpointError, load_optimizer_state, load_params, save_checkpoint
-from .config import RESUME_MAY_CHANGE, TrainConfig
+from .config import RESUME_MAY_CHANGE, VAEConfig
 
 
 def _is_number(v) -> bool:
@@ -96,7 +96,7 @@ def check_resumable(config, ckpt, source: str) -> None:
     if ckpt.meta.get("model") != "VAE":
         raise CheckpointError(f"{source} holds a {ckpt.meta.get('model')!r}, not a VAE")
     try:
-        stored = TrainConfig.from_json(ckpt.train_config).to_json()
+        stored = VAEConfig.from_json(ckpt.train_config).to_json()
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{source}: the stored training config is not valid "
                               f"({exc})") from None

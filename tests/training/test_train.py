@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minivae.checkpoint import CheckpointError, load_vae, save_checkpoint
-from minivae.cli import main_vae
+from minivae.training.checkpoint import CheckpointError, load_vae, save_checkpoint
+from minivae.training.cli import main_vae
 from minivae.data import Dataset, binarize_fixed
 from minivae.evaluate import evaluate_elbo
-from minivae.train import TrainConfig, train_vae
+from minivae.training.train import VAEConfig, train_vae
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 OUTPUTS = {"metrics.json", "checkpoint.npz", "reconstructions.png", "samples.png", "loss.png",
            "loss_terms.png", "latent_scatter.png"}
 
@@ -23,7 +23,7 @@ OUTPUTS = {"metrics.json", "checkpoint.npz", "reconstructions.png", "samples.png
 def _small(**kw):
     base = dict(epochs=2, hidden=(64,), latent_dim=8, progress=False, out=None)
     base.update(kw)
-    return TrainConfig(**base)
+    return VAEConfig(**base)
 
 
 def test_training_writes_every_output(tmp_path, small_digits, backend_name):
@@ -95,7 +95,7 @@ def test_sgd_and_float64_train(small_digits):
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_divergence_is_reported_not_hidden(small_digits):
-    from minivae.train import TrainingDiverged
+    from minivae.training.train import TrainingDiverged
 
     with pytest.raises(TrainingDiverged, match="smaller learning rate"):
         train_vae(_small(epochs=2, optimizer="sgd", lr=1e3), dataset=small_digits)
@@ -224,7 +224,7 @@ def test_a_training_step_keeps_no_memory(batch):
     from minivae.backend import get_backend
     from minivae.models.vae import VAE
     from minivae.optim import Adam
-    from minivae.resources import splitter_for
+    from minivae.training.resources import splitter_for
 
     be = get_backend("numpy", seed=0)
     model = VAE(784, (64,), 8, backend=be)

@@ -17,17 +17,17 @@ import pytest
 import fake_cupy
 from conftest import REAL_CUPY
 from minivae.backend import get_backend
-from minivae.cli import main_autoencoder, main_denoising, main_vae
-from minivae.config import AETrainConfig, TrainConfig
+from minivae.training.cli import main_autoencoder, main_denoising, main_vae
+from minivae.training.config import AEConfig, VAEConfig
 from minivae.data import Minibatches
-from minivae.fit import LastGood, fit
+from minivae.training.fit import LastGood, fit
 from minivae.models.autoencoder import Autoencoder
 from minivae.models.vae import VAE
 from minivae.optim import Adam
-from minivae.resume import take_snapshot
-from minivae.steps import AEStep, IWAEStep, VAEStep
+from minivae.training.resume import take_snapshot
+from minivae.training.steps import AEStep, IWAEStep, VAEStep
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(REAL_CUPY, reason="a real GPU runs CuPy here: the stand-in "
                                                    "is for machines without one")
 
@@ -112,7 +112,7 @@ def test_the_benchmark_runs_on_the_stand_in(cupy, capsys):
 
 
 def _vae_step(cupy, **settings):
-    config = TrainConfig(hidden=(32,), latent_dim=4, backend="cupy", out=None, progress=False,
+    config = VAEConfig(hidden=(32,), latent_dim=4, backend="cupy", out=None, progress=False,
                          **settings)
     be = get_backend("cupy", seed=0)
     model = VAE(784, config.hidden, config.latent_dim, backend=be, posterior=config.posterior)
@@ -129,7 +129,7 @@ def test_a_training_step_reads_nothing_back_from_the_device(cupy, kind):
     be = get_backend("cupy", seed=0)
     x_test = be.to_device(np.random.default_rng(1).random((20, 784)).astype(np.float32))
     if kind == "autoencoder":
-        config = AETrainConfig(hidden=(32,), bottleneck=4, backend="cupy", out=None)
+        config = AEConfig(hidden=(32,), bottleneck=4, backend="cupy", out=None)
         model = Autoencoder(784, (32,), 4, backend=be)
         step = AEStep(model, config, x_test)
     else:

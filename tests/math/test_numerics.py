@@ -36,3 +36,16 @@ def test_log_mean_exp_does_not_overflow_or_underflow():
     assert log_mean_exp(a, axis=0).shape == (2,)
     with pytest.raises(ValueError):
         log_mean_exp(np.zeros((2, 0)))
+
+
+def test_normal_quantiles_match_scipy_and_refuse_probabilities_outside_0_1():
+    from scipy.special import ndtri
+
+    from minivae.numerics import normal_quantiles
+
+    p = np.concatenate([np.linspace(0.001, 0.999, 97), [1e-12, 0.5, 1 - 1e-12]])
+    np.testing.assert_allclose(normal_quantiles(p), ndtri(p), rtol=1e-13, atol=1e-13)
+    assert normal_quantiles(np.full((2, 3), 0.5)).shape == (2, 3)
+    for bad in ([0.0, 0.5], [0.5, 1.0], [np.nan]):
+        with pytest.raises(ValueError, match="strictly between 0 and 1"):
+            normal_quantiles(bad)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from .backend import Backend, array_module, get_backend
-from .kernels import fused
+from .fast import twin
 from .layers import Module, _need_cache, sigmoid
 from .numerics import LOG_2PI
 
@@ -40,6 +40,28 @@ class Likelihood(Module):
 
     def check_data(self, x) -> None:
         """Raise ValueError when ``x`` is outside this likelihood's support."""
+
+
+@twin("bernoulli_log_prob")
+def bernoulli_log_prob(x, logits):
+    """log p(x|ℓ) = Σ_i x_i ℓ_i − softplus(ℓ_i) per row (see :class:`Bernoulli`), shape (B,).
+
+    softplus(ℓ) = max(ℓ, 0) + log1p(e^{−|ℓ|}): both terms are finite for any ℓ
+    (the same value as :func:`minivae.layers.softplus`).  Fast twin: one fused
+    kernel on CuPy (:mod:`minivae.fast`).
+    """
+    xp = array_module(logits)
+    return (x * logits - xp.maximum(logits, 0) - xp.log1p(xp.exp(-xp.abs(logits)))).sum(axis=1)
+
+
+@twin("bernoulli_grad")
+def bernoulli_grad(x, logits, dlogp):
+    """∂L/∂ℓ_bi = ∂L/∂log p_b · (x_bi − σ(ℓ_bi)), shape (B, D); ``dlogp`` is (B,).
+
+    Fast twins (:mod:`minivae.fast`): in place through σ(ℓ) = ½ + ½ tanh(ℓ/2) on
+    NumPy, one fused kernel on CuPy.
+    """
+    return dlogp[:, None] * (x - sigmoid(logits, array_module(logits)))
 
 
 class Bernoulli(Likelihood):
@@ -71,51 +93,13 @@ class Bernoulli(Likelihood):
         self._cache = None
 
     def log_prob(self, x, out):
-        xp = array_module(out)
-        # softplus(ℓ) = max(ℓ, 0) + log1p(e^{−|ℓ|}): both terms are finite for any ℓ
-        # (the same value as layers.softplus).
         self._cache = (x, out)
-        if xp is not np:                       # one fused kernel on a GPU (minivae.kernels)
-            return fused("bernoulli_terms", out)(x, out).sum(axis=1)
-        return (x * out - xp.maximum(out, 0) - xp.log1p(xp.exp(-xp.abs(out)))).sum(axis=1)
+        return bernoulli_log_prob(x, out)
 
     def backward(self, dlogp, accumulate: bool = True):   # no parameters to accumulate
-        r"""∂L/∂ℓ = ∂L/∂log p · (x − σ(ℓ)), computed in place in one new array.
-
-        Multiplying 1/(1 + e^{−ℓ}) above and below by e^{ℓ/2}, with a = e^{ℓ/2}
-        and b = e^{−ℓ/2}::
-
-            σ(ℓ) = a / (a + b) = ½ (a + b + a − b) / (a + b) = ½ + ½ tanh(ℓ/2)
-            x − σ(ℓ) = (x − ½) − ½ tanh(ℓ/2)
-
-        One transcendental per pixel, finite for any ℓ, and no branch.  The
-        result is exact to a few units in the last place *of 1*, the scale of
-        x − σ(ℓ) itself (|x − σ| ≤ 1); only σ(ℓ) alone, where it falls below
-        half an ulp of 1 (ℓ < −37 in float64, −17 in float32), is not carried
-        to full relative accuracy.  :meth:`backward_reference` is the formula
-        as written, which tests hold it to.
-        """
+        """∂L/∂ℓ = ∂L/∂log p · (x − σ(ℓ)), by :func:`bernoulli_grad`."""
         x, out = _need_cache(self._cache, self, "log_prob")
-        xp = array_module(out)
-        if xp is not np:                       # the same formula as one fused kernel
-            return fused("bernoulli_grad", out)(x, out, dlogp[:, None])
-        g = xp.multiply(out, 0.5)
-        xp.tanh(g, out=g)
-        g *= -0.5
-        g += x
-        g -= 0.5                               # g = x − σ(ℓ)
-        g *= dlogp[:, None]
-        return g
-
-    def backward_reference(self, dlogp, accumulate: bool = True):
-        """The same gradient as the formula reads, ∂L/∂log p · (x − σ(ℓ)).
-
-        What :meth:`backward` must equal: ``tests/test_likelihoods.py`` holds
-        the two together in float64, ``tests/test_fast_paths.py`` trains with
-        this one in its place.  It makes three temporaries per pixel.
-        """
-        x, out = _need_cache(self._cache, self, "log_prob")
-        return dlogp[:, None] * (x - sigmoid(out, array_module(out)))
+        return bernoulli_grad(x, out, dlogp)
 
     def mean(self, out):
         return sigmoid(out, array_module(out))

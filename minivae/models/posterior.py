@@ -45,7 +45,7 @@ import functools
 import numpy as np
 
 from ..backend import array_module
-from ..kernels import fused
+from ..fast import twin
 from ..kl import kl_mvn_tril_std, kl_mvn_tril_std_grad, kl_normal_std, kl_normal_std_grad
 from ..numerics import LOG_2PI
 
@@ -69,6 +69,13 @@ def _below_diagonal(latent_dim: int):
 def tril_size(latent_dim: int) -> int:
     """The entries strictly below the diagonal of a latent_dim × latent_dim matrix."""
     return latent_dim * (latent_dim - 1) // 2
+
+
+@twin("reparameterize")
+def reparameterize(mu, logvar, eps):
+    """(σ, z): σ = exp(½ logvar) and z = μ + σ ⊙ ε (fast twin: one fused kernel on CuPy)."""
+    std = array_module(mu).exp(0.5 * logvar)
+    return std, mu + std * eps
 
 
 class Posterior:
@@ -115,8 +122,8 @@ class Posterior:
     def sample(self, eps):
         """z = μ + L ε for ε (B, L), or (B, k, L) for k draws per example."""
         if eps.ndim == 2:
-            if self.xp is not np and self._std is None:   # σ and z in one kernel on a GPU
-                self._std, z = fused("reparameterize", self.mu)(self.mu, self.logvar, eps)
+            if self._std is None:
+                self._std, z = reparameterize(self.mu, self.logvar, eps)
             else:
                 z = self.mu + self.std * eps
             return z + (self.strict_lower() @ eps[:, :, None])[:, :, 0] if self.full else z

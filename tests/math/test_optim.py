@@ -1,9 +1,12 @@
 """Optimizers against their update formulas written out by hand, and their input checks."""
 
+import contextlib
+
 import numpy as np
 import pytest
 
 from conftest import to_np
+from minivae import fast
 from minivae.optim import SGD, Adam, make_optimizer
 
 
@@ -96,10 +99,17 @@ def test_other_bad_arguments(be64):
         make_optimizer("rmsprop", params, grads, lr=0.1)
 
 
-def test_adam_step_equals_the_reference_formula_over_many_steps(be64):
-    """The in-place step (folded bias corrections, scratch buffers) against adam_reference."""
-    from minivae.optim import adam_reference
+def _adam_as_written(p, g, m, v, t, lr, beta1, beta2, eps):
+    """Kingma & Ba's Algorithm 1, one step, new arrays: the test's own copy of the formula."""
+    m = beta1 * m + (1 - beta1) * g
+    v = beta2 * v + (1 - beta2) * g * g
+    return p - lr * (m / (1 - beta1 ** t)) / (np.sqrt(v / (1 - beta2 ** t)) + eps), m, v
 
+
+@pytest.mark.parametrize("formula", [False, True], ids=["fast twin", "formula"])
+def test_adam_step_equals_the_paper_over_many_steps(be64, formula):
+    """Adam.step, as its fast twin (folded bias corrections, scratch buffers, fused on CuPy)
+    and as the formula the library writes (minivae.fast.formulas_only), against the paper."""
     shapes = {"W": (7, 5), "b": (5,)}
     params = {k: be64.standard_normal(s) for k, s in shapes.items()}
     grads = {k: be64.xp.zeros(s) for k, s in shapes.items()}
@@ -107,37 +117,31 @@ def test_adam_step_equals_the_reference_formula_over_many_steps(be64):
            zip(params.items(), shapes.values())}
     opt = Adam(params, grads, lr=0.01, betas=(0.8, 0.95), eps=1e-6)
     rng = np.random.default_rng(0)
-    for t in range(1, 51):
-        for k in params:
-            g = rng.standard_normal(shapes[k]) * 10.0 ** rng.integers(-4, 2)
-            grads[k][...] = be64.to_device(g)
-            p, m, v = ref[k]
-            ref[k] = adam_reference(p, g, m, v, t, 0.01, 0.8, 0.95, 1e-6)
-        opt.step()
+    with fast.formulas_only() if formula else contextlib.nullcontext():
+        for t in range(1, 51):
+            for k in params:
+                g = rng.standard_normal(shapes[k]) * 10.0 ** rng.integers(-4, 2)
+                grads[k][...] = be64.to_device(g)
+                p, m, v = ref[k]
+                ref[k] = _adam_as_written(p, g, m, v, t, 0.01, 0.8, 0.95, 1e-6)
+            opt.step()
+    assert opt.t == 50
     for k in params:
         np.testing.assert_allclose(to_np(params[k]), ref[k][0], rtol=1e-12, atol=1e-14)
         np.testing.assert_allclose(to_np(opt.m[k]), ref[k][1], rtol=1e-12, atol=1e-300)
         np.testing.assert_allclose(to_np(opt.v[k]), ref[k][2], rtol=1e-12, atol=1e-300)
 
 
-def test_adam_step_equals_its_reference_method(be64):
-    """Adam.step_reference (the library's plain form) and Adam.step take the same path."""
-    shapes = {"W": (7, 5), "b": (5,)}
-    start = {k: to_np(be64.standard_normal(s)) for k, s in shapes.items()}
-    runs = []
-    for method in ("step", "step_reference"):
-        params = {k: be64.to_device(v.copy()) for k, v in start.items()}
-        grads = {k: be64.xp.zeros(s) for k, s in shapes.items()}
-        opt = Adam(params, grads, lr=0.01, betas=(0.8, 0.95), eps=1e-6)
-        rng = np.random.default_rng(1)
-        for _ in range(30):
-            for k in params:
-                grads[k][...] = be64.to_device(rng.standard_normal(shapes[k]))
-            getattr(opt, method)()
-        runs.append({k: to_np(v) for k, v in params.items()})
-    for k in shapes:
-        np.testing.assert_allclose(runs[0][k], runs[1][k], rtol=1e-12, atol=1e-14)
-        assert not np.allclose(runs[0][k], start[k])
+def test_the_formula_is_what_runs_inside_formulas_only(monkeypatch):
+    """formulas_only() really bypasses the twin: a twin that breaks the update is not called."""
+    params = {"w": np.ones(3)}
+    grads = {"w": np.ones(3)}
+    monkeypatch.setitem(fast._TWINS["adam_step"], "numpy", lambda opt: None)
+    Adam(params, grads, lr=0.1).step()
+    assert params["w"].tolist() == [1.0, 1.0, 1.0]          # the (broken) twin ran
+    with fast.formulas_only():
+        Adam(params, grads, lr=0.1).step()
+    np.testing.assert_allclose(params["w"], 0.9)            # the formula ran
 
 
 def test_two_threads_give_bit_identical_updates():
@@ -149,20 +153,20 @@ def test_two_threads_give_bit_identical_updates():
         be = get_backend("numpy", seed=3)
         model = VAE(30, (20,), 4, backend=be)
         opt = Adam(model.params, model.grads, lr=1e-2, threads=threads)
-        assert len(opt._groups) == threads
         x = (be.uniform((16, 30)) < 0.5).astype(be.dtype)
         for _ in range(5):
             model.zero_grad()
             model.forward(x)
             model.backward()
             opt.step()
+        assert len(opt._workspace.groups) == threads
         results.append({k: p.copy() for k, p in model.params.items()})
     for k in results[0]:
         assert np.array_equal(results[0][k], results[1][k]), k
 
 
 def test_balanced_groups_split_by_size():
-    from minivae.optim import _balanced_groups
+    from minivae.fast import _balanced_groups
 
     params = {"a": np.zeros(100), "b": np.zeros(60), "c": np.zeros(50), "d": np.zeros(5)}
     groups = _balanced_groups(params, 2)
@@ -172,3 +176,5 @@ def test_balanced_groups_split_by_size():
     assert _balanced_groups({}, 2) == [[]]
     with pytest.raises(ValueError, match="threads must be a positive integer"):
         Adam(params, {k: np.zeros_like(v) for k, v in params.items()}, threads=0)
+    with pytest.raises(ValueError, match="unknown fast twin 'softmax'"):
+        fast.twin("softmax")

@@ -1,7 +1,8 @@
-"""The fused GPU kernels (minivae.kernels) compute what the NumPy paths compute.
+"""Every fast twin of minivae.fast computes its formula.
 
-Run on the NumPy-backed CuPy stand-in where no GPU runs CuPy (cupy.fuse then runs the
-Python function itself), in float64, against the NumPy path of the same code.
+Each twin is run against the formula it is named after, on NumPy and on CuPy: on the
+NumPy-backed CuPy stand-in where no GPU runs CuPy (cupy.fuse then runs the Python function
+itself), in float64.  The formula is the decorated function's ``.formula``.
 """
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 
 import fake_cupy
 from conftest import REAL_CUPY, to_np
-from minivae import kernels
+from minivae import fast
 from minivae.backend import get_backend
 from minivae.likelihoods import Bernoulli
 from minivae.models.posterior import Posterior
@@ -20,23 +21,23 @@ from minivae.optim import Adam
 def device(monkeypatch):
     if not REAL_CUPY:
         fake_cupy.install(monkeypatch)
-    kernels._compiled.cache_clear()
+    compiled = fast._compiled           # (the calls fixture may replace it by a spy)
+    compiled.cache_clear()
     yield get_backend("cupy", dtype="float64", seed=0)
-    kernels._compiled.cache_clear()
+    compiled.cache_clear()
 
 
 @pytest.fixture
 def calls(monkeypatch):
     """Which fused kernels ran."""
     seen = []
-    original = kernels.fused
+    original = fast._compiled
 
-    def spy(name, like):
+    def spy(name):
         seen.append(name)
-        return original(name, like)
+        return original(name)
 
-    for module in ("minivae.likelihoods", "minivae.optim", "minivae.models.posterior"):
-        monkeypatch.setattr(f"{module}.fused", spy)
+    monkeypatch.setattr(fast, "_compiled", spy)
     return seen
 
 
@@ -84,15 +85,51 @@ def test_adam_kernel_matches_the_in_place_update(device, calls):
     for k in runs[0]:
         np.testing.assert_allclose(runs[1][k], runs[0][k], rtol=1e-12, atol=1e-15)
     assert not np.allclose(runs[1]["p.W"], start["W"])
-    assert set(calls) == {"adam"} and len(calls) == 20 * 2
+    assert calls == ["adam"] * 20                  # the kernel, looked up once per step
 
 
 def test_the_plain_kernels_run_on_numpy_too():
-    f = kernels.fused("reparameterize", np.zeros(2))
+    f = fast.fused("reparameterize", np.zeros(2))
     std, z = f(np.zeros(2), np.zeros(2), np.ones(2))
     assert std.tolist() == [1.0, 1.0] and z.tolist() == [1.0, 1.0]
 
 
 def test_an_unknown_kernel_is_named_in_the_error():
     with pytest.raises(ValueError, match="unknown kernel 'softmax'"):
-        kernels.fused("softmax", np.zeros(2))
+        fast.fused("softmax", np.zeros(2))
+
+
+def test_every_twin_is_named_after_a_formula_of_the_core():
+    """The registry and the decorated formulas are the same set: no twin without its formula."""
+    from minivae import likelihoods, optim
+    from minivae.models import posterior
+
+    formulas = {f.twin_name: f for module in (likelihoods, optim, posterior)
+                for f in vars(module).values() if hasattr(f, "twin_name")}
+    assert set(formulas) == set(fast._TWINS)
+    for name, f in formulas.items():
+        assert f.__name__ == name and f.formula.__name__ == name   # named after its formula
+
+
+@pytest.mark.parametrize("side", ["numpy", "cupy"])
+def test_each_twin_equals_its_formula(side, monkeypatch):
+    """bernoulli_log_prob, bernoulli_grad and reparameterize: twin against formula, float64."""
+    from minivae.likelihoods import bernoulli_grad, bernoulli_log_prob
+    from minivae.models.posterior import reparameterize
+
+    if side == "cupy" and not REAL_CUPY:
+        fake_cupy.install(monkeypatch)
+    fast._compiled.cache_clear()
+    be = get_backend(side, dtype="float64", seed=5)
+    x = (be.uniform((6, 9)) < 0.3).astype(be.dtype)
+    logits = 25 * be.standard_normal((6, 9))
+    w, mu, logvar, eps = (be.standard_normal(s) for s in ((6,), (6, 3), (6, 3), (6, 3)))
+    for f, args, tol in ((bernoulli_log_prob, (x, logits), 1e-14),
+                         (bernoulli_grad, (x, logits, w), 4e-16),
+                         (reparameterize, (mu, logvar, eps), 1e-15)):
+        got, want = f(*args), f.formula(*args)
+        for g, r in zip(got if isinstance(got, tuple) else (got,),
+                        want if isinstance(want, tuple) else (want,)):
+            scale = np.abs(to_np(r)).max() if f is not bernoulli_grad else np.abs(to_np(w)).max()
+            np.testing.assert_allclose(to_np(g), to_np(r), rtol=tol, atol=tol * 8 * scale)
+    fast._compiled.cache_clear()

@@ -1,0 +1,304 @@
+r"""The fast twins: faster forms of the core's formulas, all in one place.
+
+The classes a student reads compute each formula as it is written in the
+lecture (``w (x − σ(ℓ))``, Adam's five lines).  A few of those formulas sit on
+the hot path of a training step, where writing them as written costs time:
+NumPy makes a new array at every operator, and on a GPU every operator is a
+kernel launch that reads and writes the whole array.  For each of them this
+module holds a *twin*: the same formula, computed faster, named after it.
+
+=====================  ===================================  ==================================
+formula (written in)   twin on NumPy                        twin on CuPy
+=====================  ===================================  ==================================
+``bernoulli_log_prob`` (the formula is already fast)        one fused kernel for the terms
+(likelihoods)
+``bernoulli_grad``     in place in one array, through       one fused kernel
+(likelihoods)          σ(ℓ) = ½ + ½ tanh(ℓ/2)
+``reparameterize``     (the formula)                        one fused kernel for σ and z
+(models.posterior)
+``adam_step``          in place through one scratch         one fused kernel per parameter
+(optim)                buffer, bias corrections folded,
+                       the parameters split over 2 threads
+=====================  ===================================  ==================================
+
+How a twin is chosen, in one place: the formula carries the decorator
+``@twin("name")``; when it is called, :func:`pick` looks at the array module of
+its first argument ("numpy" or "cupy") and runs the twin registered for that
+side, or the formula itself where there is none.  Inside :func:`formulas_only`
+every formula runs as written: the tests hold each twin equal to its formula
+(``tests/math/test_fast.py``) and train a model both ways
+(``tests/math/test_fast_paths.py``).  A decorated function keeps the formula as
+its ``.formula`` attribute.
+
+The CuPy twins are ``cupy.fuse`` kernels: every element is read once, the
+intermediate values stay in registers, and the launch is paid once.  Each is
+written as plain Python over the arrays it is given, so it also runs on NumPy
+arrays (and on the test suite's NumPy-backed CuPy stand-in).  Not measured on
+a GPU yet: no GPU was available to this work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from concurrent.futures import ThreadPoolExecutor, wait
+
+import numpy as np
+
+from .backend import array_module
+
+_formulas_only = False
+
+
+@contextlib.contextmanager
+def formulas_only():
+    """Inside the ``with`` block every twinned formula runs as written (in every thread)."""
+    global _formulas_only
+    before, _formulas_only = _formulas_only, True
+    try:
+        yield
+    finally:
+        _formulas_only = before
+
+
+def _side(first) -> str:
+    """"cupy" or "numpy": the array module of ``first`` (an array, or an object with ``xp``)."""
+    xp = getattr(first, "xp", None) or array_module(first)
+    return "cupy" if xp.__name__ == "cupy" else "numpy"
+
+
+def pick(name: str, first, formula):
+    """The implementation of formula ``name`` for arguments whose first is ``first``."""
+    if not _formulas_only:
+        return _TWINS[name].get(_side(first), formula)
+    return formula
+
+
+def twin(name: str):
+    """Decorate a formula: calls go to its fast twin ``name`` of this module where one exists."""
+    if name not in _TWINS:
+        raise ValueError(f"unknown fast twin {name!r}; expected one of {sorted(_TWINS)}")
+
+    def attach(formula):
+        @functools.wraps(formula)
+        def dispatch(*args, **kwargs):
+            return pick(name, args[0], formula)(*args, **kwargs)
+        dispatch.formula = formula
+        dispatch.twin_name = name
+        return dispatch
+    return attach
+
+
+# --------------------------------------------------------------------------
+# The Bernoulli log-likelihood on logits ℓ, and its gradient
+# --------------------------------------------------------------------------
+
+def bernoulli_terms(x, logits, xp):
+    """x ℓ − softplus(ℓ) per element, softplus(ℓ) = max(ℓ, 0) + log1p(e^{−|ℓ|})."""
+    return x * logits - xp.maximum(logits, 0) - xp.log1p(xp.exp(-xp.abs(logits)))
+
+
+def bernoulli_log_prob_fused(x, logits):
+    """``bernoulli_log_prob`` on CuPy: the terms in one kernel, then the sum over pixels."""
+    return _compiled("bernoulli_terms")(x, logits).sum(axis=1)
+
+
+def bernoulli_grad_tanh(x, logits, w, xp):
+    """w (x − σ(ℓ)) per element, through σ(ℓ) = ½ + ½ tanh(ℓ/2); ``w`` broadcasts (B, 1)."""
+    return w * (x - 0.5 - 0.5 * xp.tanh(0.5 * logits))
+
+
+def bernoulli_grad_in_place(x, logits, dlogp):
+    r"""``bernoulli_grad`` on NumPy: dlogp_b (x − σ(ℓ)) in one new array, one transcendental.
+
+    Multiplying 1/(1 + e^{−ℓ}) above and below by e^{ℓ/2}, with a = e^{ℓ/2}
+    and b = e^{−ℓ/2}::
+
+        σ(ℓ) = a / (a + b) = ½ (a + b + a − b) / (a + b) = ½ + ½ tanh(ℓ/2)
+        x − σ(ℓ) = (x − ½) − ½ tanh(ℓ/2)
+
+    Finite for any ℓ, no branch, and exact to a few units in the last place
+    *of 1*, the scale of x − σ(ℓ) itself (|x − σ| ≤ 1); only σ(ℓ) alone, where
+    it falls below half an ulp of 1 (ℓ < −37 in float64, −17 in float32), is
+    not carried to full relative accuracy.
+    """
+    g = np.multiply(logits, 0.5)
+    np.tanh(g, out=g)
+    g *= -0.5
+    g += x
+    g -= 0.5                               # g = x − σ(ℓ)
+    g *= dlogp[:, None]
+    return g
+
+
+def bernoulli_grad_fused(x, logits, dlogp):
+    """``bernoulli_grad`` on CuPy: :func:`bernoulli_grad_tanh` as one kernel."""
+    return _compiled("bernoulli_grad")(x, logits, dlogp[:, None])
+
+
+# --------------------------------------------------------------------------
+# The reparameterization z = μ + σ ε
+# --------------------------------------------------------------------------
+
+def reparameterize_terms(mu, logvar, eps, xp):
+    """(σ, z) with σ = exp(½ logvar) and z = μ + σ ε."""
+    std = xp.exp(0.5 * logvar)
+    return std, mu + std * eps
+
+
+def reparameterize_fused(mu, logvar, eps):
+    """``reparameterize`` on CuPy: σ and z in one kernel."""
+    return _compiled("reparameterize")(mu, logvar, eps)
+
+
+# --------------------------------------------------------------------------
+# Adam
+# --------------------------------------------------------------------------
+
+def adam_terms(p, g, m, v, b1, b2, step_size, eps, xp):
+    """One Adam step with the bias corrections folded in (see :func:`adam_step_in_place`).
+
+    Returns the new ``(p, m, v)``; the caller writes them back.
+    """
+    m = b1 * m + (1 - b1) * g
+    v = b2 * v + (1 - b2) * g * g
+    return p - step_size * m / (xp.sqrt(v) + eps), m, v
+
+
+def _adam_scalars(opt):
+    """The folded bias corrections: η √c₂ / c₁ and ε √c₂, c₁ = 1 − β₁ᵗ, c₂ = 1 − β₂ᵗ."""
+    sqrt_c2 = (1 - opt.beta2 ** opt.t) ** 0.5                  # √c₂
+    return opt.lr * sqrt_c2 / (1 - opt.beta1 ** opt.t), opt.eps * sqrt_c2
+
+
+def _balanced_groups(params: dict, n: int) -> list:
+    """Split the keys into at most ``n`` non-empty groups of about equal total size."""
+    groups = [[] for _ in range(n)]
+    sizes = [0] * n
+    for k in sorted(params, key=lambda k: -params[k].size):   # largest first, to the lightest
+        i = sizes.index(min(sizes))
+        groups[i].append(k)
+        sizes[i] += params[k].size
+    return [g for g in groups if g] or [[]]
+
+
+class _AdamWorkspace:
+    """What the in-place Adam keeps between steps: a scratch array per parameter, the groups."""
+
+    def __init__(self, opt):
+        self.scratch = {k: np.empty_like(p) for k, p in opt.params.items()}
+        threads = opt.threads
+        if threads is None:
+            threads = 2 if (os.cpu_count() or 1) >= 2 else 1
+        self.groups = _balanced_groups(opt.params, threads)
+        self.pool = ThreadPoolExecutor(len(self.groups) - 1) if len(self.groups) > 1 else None
+
+
+def adam_step_in_place(opt) -> None:
+    r"""``adam_step`` on NumPy: the same update, in place, on two threads.
+
+    The bias corrections are folded into two scalars (multiply the fraction
+    above and below by √c₂, using √(v/c₂) = √v / √c₂)::
+
+        θ ← θ − (η √c₂ / c₁) · m / (√v + ε √c₂),   c₁ = 1 − β₁ᵗ,  c₂ = 1 − β₂ᵗ,
+
+    and every intermediate goes through one scratch buffer with ``out=``, so a
+    step allocates nothing and makes twelve passes over memory instead of
+    twice that.  NumPy's elementwise work runs on one core; with 2 threads (the
+    default where the machine has 2 cores or more) the parameters are split
+    into two groups of about equal size, updated by the calling thread and one
+    pool thread at once (NumPy releases the GIL inside these loops).  Each
+    parameter's arithmetic does not depend on the split.
+    """
+    opt.t += 1
+    ws = opt.__dict__.get("_workspace")
+    if ws is None:
+        ws = opt._workspace = _AdamWorkspace(opt)
+    step_size, eps = _adam_scalars(opt)
+    others = [ws.pool.submit(_adam_update, opt, ws.scratch, keys, step_size, eps)
+              for keys in ws.groups[1:]]
+    try:
+        _adam_update(opt, ws.scratch, ws.groups[0], step_size, eps)   # the calling thread's share
+    finally:
+        wait(others)
+    for done in others:
+        done.result()                                              # re-raise a failure
+
+
+def _adam_update(opt, scratch, keys, step_size: float, eps: float) -> None:
+    b1, b2 = opt.beta1, opt.beta2
+    for k in keys:
+        p, g, m, v, tmp = opt.params[k], opt.grads[k], opt.m[k], opt.v[k], scratch[k]
+        m *= b1
+        np.multiply(g, 1 - b1, out=tmp)
+        m += tmp                                   # m ← β₁ m + (1 − β₁) g
+        v *= b2
+        np.multiply(g, g, out=tmp)
+        tmp *= 1 - b2
+        v += tmp                                   # v ← β₂ v + (1 − β₂) g²
+        np.sqrt(v, out=tmp)
+        tmp += eps                                 # √v + ε√c₂ = √c₂ (√v̂ + ε)
+        np.divide(m, tmp, out=tmp)
+        tmp *= step_size
+        p -= tmp                                   # θ ← θ − η m̂ / (√v̂ + ε)
+
+
+def adam_step_fused(opt) -> None:
+    """``adam_step`` on CuPy: :func:`adam_terms` as one kernel per parameter."""
+    opt.t += 1
+    step_size, eps = _adam_scalars(opt)
+    kernel = _compiled("adam")
+    for k, p in opt.params.items():
+        m, v = opt.m[k], opt.v[k]
+        p[...], m[...], v[...] = kernel(p, opt.grads[k], m, v, opt.beta1, opt.beta2,
+                                        step_size, eps)
+
+
+# --------------------------------------------------------------------------
+# The registry and the compiled kernels
+# --------------------------------------------------------------------------
+
+#: formula name → {side: twin}.  A side that is not listed runs the formula itself.
+_TWINS = {
+    "bernoulli_log_prob": {"cupy": bernoulli_log_prob_fused},
+    "bernoulli_grad": {"numpy": bernoulli_grad_in_place, "cupy": bernoulli_grad_fused},
+    "reparameterize": {"cupy": reparameterize_fused},
+    "adam_step": {"numpy": adam_step_in_place, "cupy": adam_step_fused},
+}
+
+#: The plain Python bodies of the fused kernels, by kernel name.
+_KERNEL_BODIES = {"bernoulli_terms": bernoulli_terms, "bernoulli_grad": bernoulli_grad_tanh,
+                  "reparameterize": reparameterize_terms, "adam": adam_terms}
+
+#: The kernels :func:`fused` offers.
+KERNELS = tuple(_KERNEL_BODIES)
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled(name: str):
+    """The cupy.fuse kernel of ``name``, compiled once (CuPy caches the binary too)."""
+    import cupy
+
+    # fixed arities: cupy.fuse traces a function of the kernel's own parameters
+    kernels = {
+        "bernoulli_terms": lambda x, logits: bernoulli_terms(x, logits, cupy),
+        "bernoulli_grad": lambda x, logits, w: bernoulli_grad_tanh(x, logits, w, cupy),
+        "reparameterize": lambda mu, logvar, eps: reparameterize_terms(mu, logvar, eps, cupy),
+        "adam": lambda p, g, m, v, b1, b2, step_size, eps: adam_terms(p, g, m, v, b1, b2,
+                                                                      step_size, eps, cupy),
+    }
+    return cupy.fuse(kernel_name=f"minivae_{name}")(kernels[name])
+
+
+def fused(name: str, like):
+    """The kernel ``name`` for arrays like ``like``: cupy.fuse-compiled on CuPy, else plain.
+
+    The returned function takes the arguments of the plain body without its
+    last one, ``xp``.
+    """
+    if name not in KERNELS:
+        raise ValueError(f"unknown kernel {name!r}; expected one of {KERNELS}")
+    if _side(like) == "cupy":
+        return _compiled(name)
+    return functools.partial(_KERNEL_BODIES[name], xp=array_module(like))

@@ -83,11 +83,18 @@ def minivae_parts(be, batch_size: int, threads: int):
     split = (SplitBatchStep is not None and be.name == "numpy" and threads >= 2
              and batch_size >= SPLIT_BATCH_MIN)
     splitter = SplitBatchStep(model, threads) if split else None
-    writes = "accumulate" in inspect.signature(model.backward).parameters   # older trees: no
+    if hasattr(model, "for_training"):       # the run's settings, once (issue 16's layout)
+        model.for_training()
+        writes = "new"
+    else:                                    # older trees: flags in the signatures, if any
+        writes = "accumulate" in inspect.signature(model.backward).parameters
 
     def fwd_bwd():
         if splitter is not None:
             splitter.step(x)
+        elif writes == "new":
+            model.forward(x)
+            model.backward()
         elif writes:
             model.forward(x, check=False)
             model.backward(accumulate=False)

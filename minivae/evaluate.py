@@ -14,18 +14,23 @@ from __future__ import annotations
 import numpy as np
 
 from .data import DataError
-from .numerics import log_normal_std
+from .numerics import log_normal_std, log_sum_exp
 from .validation import positive_int
 
-def _checked_rows(model, x, check: bool):
-    """``x`` through ``model.check_input``, and at least one row: a mean over none is no number."""
-    x = model.check_input(x, full=check)
+def _checked_rows(model, x):
+    """``x`` through ``model.check_input``, and at least one row: a mean over none is no number.
+
+    The evaluators check their data here, once (unless the model's ``check_values``
+    is off: a trainer checked it already), and score it batch by batch inside
+    ``model.values_checked()``.
+    """
+    x = model.check_input(x)
     if x.shape[0] == 0:
         raise DataError("x has no rows; an evaluation needs at least one example")
     return x
 
 
-def evaluate_elbo(model, x, batch_size: int = 500, n_samples: int = 1, check: bool = True) -> dict:
+def evaluate_elbo(model, x, batch_size: int = 500, n_samples: int = 1) -> dict:
     """Mean ``neg_elbo``, ``recon`` (−log p(x|z)) and ``kl`` over the rows of ``x``.
 
     ``x`` is host or device data of shape (N, input_dim); it is processed in
@@ -34,20 +39,20 @@ def evaluate_elbo(model, x, batch_size: int = 500, n_samples: int = 1, check: bo
     """
     batch_size = positive_int("batch_size", batch_size)
     n_samples = positive_int("n_samples", n_samples)
-    x = _checked_rows(model, x, check)
+    x = _checked_rows(model, x)
     recon_sum = kl_sum = 0.0
-    for start in range(0, x.shape[0], batch_size):
-        xb = x[start:start + batch_size]
-        for _ in range(n_samples):
-            o = model.forward(xb, check=False)
-            recon_sum += float(o.recon.sum())
-            kl_sum += float(o.kl.sum())
+    with model.values_checked():                      # checked above, once
+        for start in range(0, x.shape[0], batch_size):
+            xb = x[start:start + batch_size]
+            for _ in range(n_samples):
+                o = model.forward(xb)
+                recon_sum += float(o.recon.sum())
+                kl_sum += float(o.kl.sum())
     n = x.shape[0] * n_samples
     return {"neg_elbo": (recon_sum + kl_sum) / n, "recon": recon_sum / n, "kl": kl_sum / n}
 
 
-def iw_log_likelihood(model, x, k: int = 500, batch_size: int = 100, chunk: int = 100,
-                      check: bool = True):
+def iw_log_likelihood(model, x, k: int = 500, batch_size: int = 100, chunk: int = 100):
     r"""The importance-weighted estimate of log p(x) per example (the IWAE bound).
 
     With z_1 … z_k drawn independently from q(z|x) = N(μ, L Lᵀ) (L = diag σ for
@@ -74,28 +79,27 @@ def iw_log_likelihood(model, x, k: int = 500, batch_size: int = 100, chunk: int 
                             (("k", k), ("batch_size", batch_size), ("chunk", chunk)))
     be = model.backend
     xp = be.xp
-    x = _checked_rows(model, x, check)
+    x = _checked_rows(model, x)
     L = model.latent_dim
     result = []
-    for start in range(0, x.shape[0], batch_size):
-        xb = x[start:start + batch_size]
-        B = xb.shape[0]
-        q = model.posterior(xb, check=False)
-        running = xp.full((B,), -xp.inf, dtype=be.dtype)
-        for done in range(0, k, chunk):
-            c = min(chunk, k - done)
-            eps = be.standard_normal((B, c, L))
-            z = q.sample(eps)                                 # (B, c, L): z = μ + L ε
-            out = model.decode(z.reshape(B * c, L), check=False)
-            log_px_z = model.likelihood.log_prob(xp.repeat(xb, c, axis=0), out).reshape(B, c)
-            log_pz = log_normal_std(z)
-            log_qz = q.log_prob_of_eps(eps)                   # −½ Σ (ε² + log 2π + logvar)
-            log_w = log_px_z + log_pz - log_qz                                # (B, c)
-            m = log_w.max(axis=1)
-            chunk_lse = m + xp.log(xp.exp(log_w - m[:, None]).sum(axis=1))
-            running = xp.logaddexp(running, chunk_lse)
-        # log of the mean of the k weights (numerics.log_mean_exp, here chunk by chunk)
-        result.append(be.to_numpy(running - np.log(k)))
+    with model.values_checked():                      # checked above, once
+        for start in range(0, x.shape[0], batch_size):
+            xb = x[start:start + batch_size]
+            B = xb.shape[0]
+            q = model.posterior(xb)
+            running = xp.full((B,), -xp.inf, dtype=be.dtype)
+            for done in range(0, k, chunk):
+                c = min(chunk, k - done)
+                eps = be.standard_normal((B, c, L))
+                z = q.sample(eps)                                 # (B, c, L): z = μ + L ε
+                out = model.decode(z.reshape(B * c, L))
+                log_px_z = model.likelihood.log_prob(xp.repeat(xb, c, axis=0), out).reshape(B, c)
+                log_pz = log_normal_std(z)
+                log_qz = q.log_prob_of_eps(eps)                   # −½ Σ (ε² + log 2π + logvar)
+                log_w = log_px_z + log_pz - log_qz                                # (B, c)
+                running = xp.logaddexp(running, log_sum_exp(log_w, axis=1))
+            # log of the mean of the k weights (numerics.log_mean_exp, here chunk by chunk)
+            result.append(be.to_numpy(running - np.log(k)))
     return np.concatenate(result).astype(np.float64)
 
 
@@ -106,9 +110,10 @@ def active_units(model, x, threshold: float = 0.01, batch_size: int = 500):
     (0.01 in the paper), the variance taken over the rows of ``x``.  Returns
     ``(count, A)`` with A a host array of shape (latent_dim,).
     """
-    x = _checked_rows(model, x, True)
+    x = _checked_rows(model, x)
     be = model.backend
-    mus = [be.to_numpy(model.encode(x[s:s + batch_size], check=False)[0])
-           for s in range(0, x.shape[0], batch_size)]
+    with model.values_checked():                      # checked above, once
+        mus = [be.to_numpy(model.encode(x[s:s + batch_size])[0])
+               for s in range(0, x.shape[0], batch_size)]
     A = np.concatenate(mus).astype(np.float64).var(axis=0)
     return int((A >= threshold).sum()), A

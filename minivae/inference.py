@@ -62,11 +62,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .kl import kl_mvn_tril_std, kl_normal_std
-from .numerics import LOG_2PI, log_normal_diag
-
-def _logsumexp(a):
-    m = float(np.max(a))
-    return m + math.log(float(np.exp(a - m).sum()))
+from .numerics import LOG_2PI, log_normal_diag, log_sum_exp
 
 
 @dataclass
@@ -98,7 +94,7 @@ class Table:
 
     def log_integral(self) -> float:
         """log ∫ p(x, z) dz over the box ≈ log A + logsumexp of the table."""
-        return math.log(self.cell_area) + _logsumexp(self.log_joint)
+        return math.log(self.cell_area) + float(log_sum_exp(self.log_joint, axis=None))
 
 
 @dataclass
@@ -339,7 +335,7 @@ def vae_posterior_grid(model, x, n: int = 301, **kwargs) -> PosteriorGrid:
     model = float64_copy(model)
     be = model.backend
     xd = model.check_input(np.asarray(be.to_numpy(x)).reshape(1, -1))
-    q = model.posterior(xd, check=False)
+    q = model._posterior(xd)                      # (xd checked on the line above)
     tril = 0.0 if q.tril is None else float(be.to_numpy(q.tril)[0, 0])
     return posterior_grid(vae_log_likelihood(model, xd), be.to_numpy(q.mu)[0],
                           be.to_numpy(q.logvar)[0], n=n, tril_q=tril, **kwargs)

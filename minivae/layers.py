@@ -9,14 +9,23 @@ Every module follows one protocol:
   very arrays the module computes with, so an optimizer that updates them in
   place (``p -= ...``) updates the module.
 
-Gradients are *accumulated* (``+=``) by default: a parameter used twice
-receives the sum of both contributions, and ``zero_grad()`` comes before each
-backward pass of a training step.  A module with parameters also takes
-``backward(dy, accumulate=False)``, which *writes* its gradients instead
-(grads ← this pass's gradient): the products go straight into the gradient
-arrays, which saves the ``zero_grad`` and a pass over every weight matrix.
-A model whose parameters are each used once per forward (the VAE) can use it
-for a whole training step.
+Gradients are *accumulated* (``+=``): a parameter used twice receives the sum
+of both contributions, and ``zero_grad()`` comes before each backward pass of
+a training step.
+
+Two settings belong to a training run, not to the math, so no ``forward`` or
+``backward`` takes them as arguments: a trainer sets them once on the model
+(:meth:`Module.for_training`) and every sub-module follows.
+
+* ``write_grads``: backward *writes* its gradients (grads ← this pass's
+  gradient) instead of adding them: the products go straight into the
+  gradient arrays, which saves the ``zero_grad`` and a pass over every weight
+  matrix.  Right for a model whose parameters are each used once per forward
+  (the VAE, the autoencoders), called once per step.
+* ``check_values``: a model's public methods read every value of their input
+  (finite, in the likelihood's support): one pass over the data and, on a GPU,
+  one wait for the device.  A caller that checked its data once turns it off;
+  the shape is always checked.
 
 Shapes: a batch is a matrix with one example per row, ``x`` of shape
 ``(B, in)``; a Dense layer stores ``W`` as ``(in, out)`` so that ``y = x @ W + b``.
@@ -24,6 +33,7 @@ Shapes: a batch is a matrix with one example per row, ``x`` of shape
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -35,9 +45,43 @@ from .validation import positive_int
 class Module:
     """Base class: a ``params`` dict, a ``grads`` dict of the same keys, and ``zero_grad``."""
 
+    #: backward writes ``grads`` instead of adding into them (see the module docstring)
+    write_grads = False
+    #: public methods read every input value (see the module docstring)
+    check_values = True
+
     def __init__(self):
         self.params: dict = {}
         self.grads: dict = {}
+
+    def children(self) -> list:
+        """The modules this one holds (as attributes, or in a list attribute)."""
+        found = []
+        for value in vars(self).values():
+            for item in value if isinstance(value, list) else [value]:
+                if isinstance(item, Module):
+                    found.append(item)
+        return found
+
+    def for_training(self, write_grads: bool = True, check_values: bool = False):
+        """Set the run's two settings on this module and every sub-module; return self.
+
+        A trainer calls it once, after it has checked the whole data set.
+        """
+        self.write_grads, self.check_values = bool(write_grads), bool(check_values)
+        for child in self.children():
+            child.for_training(write_grads, check_values)
+        return self
+
+    @contextlib.contextmanager
+    def values_checked(self):
+        """Inside the block the value checks are off: the caller has checked its data once."""
+        before = self.check_values
+        self.check_values = False
+        try:
+            yield self
+        finally:
+            self.check_values = before
 
     def zero_grad(self) -> None:
         for g in self.grads.values():
@@ -99,8 +143,8 @@ class Dense(Module):
 
     ``backward(dy, need_dx=False)`` skips the last product and returns None:
     the first layer of a network gets no use from ∂L/∂(data).  With
-    ``accumulate=False`` the two gradient products are written into
-    ``grads`` (``matmul(..., out=)``) instead of added to them.
+    ``write_grads`` set (:meth:`Module.for_training`) the two gradient products
+    are written into ``grads`` (``matmul(..., out=)``) instead of added to them.
     """
 
     def __init__(self, n_in: int, n_out: int, backend: Backend | None = None,
@@ -125,11 +169,11 @@ class Dense(Module):
         self._x = x
         return x @ self.params["W"] + self.params["b"]
 
-    def backward(self, dy, need_dx: bool = True, accumulate: bool = True):
+    def backward(self, dy, need_dx: bool = True):
         x = _need_cache(self._x, self)
-        if accumulate:
-            self.grads["W"] += x.T @ dy
-            self.grads["b"] += dy.sum(axis=0)
+        if not self.write_grads:
+            self.grads["W"] += x.T @ dy         # ∂L/∂W = Xᵀ dY
+            self.grads["b"] += dy.sum(axis=0)   # ∂L/∂b = 1ᵀ dY
         else:                                   # the same two lines, written in place
             xp = array_module(dy)
             xp.matmul(x.T, dy, out=self.grads["W"])
@@ -302,15 +346,11 @@ class MLP(Module):
             x = layer.forward(x)
         return x
 
-    def backward(self, dy, need_dx: bool = True, accumulate: bool = True):
-        """Chain rule in reverse; ``need_dx=False`` skips ∂L/∂x of the first layer (returns None).
-
-        ``accumulate`` goes to the Dense layers (activations have no parameters).
-        """
+    def backward(self, dy, need_dx: bool = True):
+        """Chain rule in reverse; ``need_dx=False`` skips ∂L/∂x of the first layer (returns None)."""
         for layer in reversed(self.layers[1:]):
-            dy = (layer.backward(dy, accumulate=accumulate) if isinstance(layer, Dense)
-                  else layer.backward(dy))
-        return self.layers[0].backward(dy, need_dx=need_dx, accumulate=accumulate)
+            dy = layer.backward(dy)
+        return self.layers[0].backward(dy, need_dx=need_dx)
 
     def __repr__(self) -> str:
         return "MLP(" + " → ".join(repr(l) for l in self.layers) + ")"

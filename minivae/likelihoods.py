@@ -8,8 +8,8 @@ turns ``out`` into a distribution over the D pixels and scores the data:
 Like a layer, a likelihood caches in ``log_prob`` what its ``backward`` needs.
 ``backward(dlogp)`` takes ∂L/∂log p for each example (shape (B,); for the batch
 mean of −log p it is −1/B everywhere), adds the gradient of any parameter it
-owns into ``grads`` (writes it, with ``accumulate=False``) and returns ∂L/∂out
-of shape (B, D).
+owns into ``grads`` (writes it, under ``write_grads``: :mod:`minivae.layers`)
+and returns ∂L/∂out of shape (B, D).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class Likelihood(Module):
     def log_prob(self, x, out):  # pragma: no cover - interface
         raise NotImplementedError
 
-    def backward(self, dlogp, accumulate: bool = True):  # pragma: no cover - interface
+    def backward(self, dlogp):  # pragma: no cover - interface
         raise NotImplementedError
 
     def mean(self, out):  # pragma: no cover - interface
@@ -96,7 +96,7 @@ class Bernoulli(Likelihood):
         self._cache = (x, out)
         return bernoulli_log_prob(x, out)
 
-    def backward(self, dlogp, accumulate: bool = True):   # no parameters to accumulate
+    def backward(self, dlogp):                           # no parameters
         """∂L/∂ℓ = ∂L/∂log p · (x − σ(ℓ)), by :func:`bernoulli_grad`."""
         x, out = _need_cache(self._cache, self, "log_prob")
         return bernoulli_grad(x, out, dlogp)
@@ -150,14 +150,14 @@ class Gaussian(Likelihood):
         D = x.shape[1]
         return -0.5 * (D * (LOG_2PI + s) + r2.sum(axis=1) * array_module(s).exp(-s))
 
-    def backward(self, dlogp, accumulate: bool = True):
+    def backward(self, dlogp):
         x, out, r2 = _need_cache(self._cache, self, "log_prob")
         xp = array_module(out)
         inv_var = xp.exp(-self.logvar)
         if self.learn_logvar:
             dlogp_ds = 0.5 * (r2 * inv_var - 1).sum(axis=1)
             ds = (dlogp * dlogp_ds).sum(keepdims=True)
-            if accumulate:
+            if not self.write_grads:
                 self.grads["logvar"] += ds
             else:
                 self.grads["logvar"][...] = ds

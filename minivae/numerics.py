@@ -6,10 +6,13 @@ minivae), per example over the last axis of length L::
     log N(z; 0, I)          = −½ Σ_j [ z_j² + log 2π ]
     log N(z; μ, diag σ²)    = −½ Σ_j [ log 2π + log σ_j² + (z_j − μ_j)² / σ_j² ]
 
-and the average of N numbers given by their logs, computed without overflow by
-taking out the largest one, m = max_i a_i::
+and the sum and the average of N numbers given by their logs, computed without
+overflow by taking out the largest one, m = max_i a_i (so every e^{a_i − m} ≤ 1
+and one of them is 1), with the weights they give each term::
 
-    log (1/N) Σ_i e^{a_i}   = m + log Σ_i e^{a_i − m} − log N
+    log Σ_i e^{a_i}         = m + log Σ_i e^{a_i − m}                   (log_sum_exp)
+    log (1/N) Σ_i e^{a_i}   = log Σ_i e^{a_i} − log N                   (log_mean_exp)
+    e^{a_i} / Σ_l e^{a_l}   = e^{a_i − m} / Σ_l e^{a_l − m}              (softmax)
 
 The standard normal quantile function Φ⁻¹ (the inverse of its CDF Φ) places
 the 2-D manifold's grid at equal prior mass; the standard library's
@@ -45,12 +48,25 @@ def log_normal_diag(z, mu, logvar):
     return -0.5 * (LOG_2PI + logvar + (z - mu) ** 2 * array_module(z).exp(-logvar)).sum(axis=-1)
 
 
-def log_mean_exp(a, axis: int = -1):
-    """log of the mean of e^a along ``axis``: m + log Σ e^{a − m} − log N, m the maximum."""
+def log_sum_exp(a, axis=-1, keepdims: bool = False):
+    """log Σ e^a along ``axis`` (None: over every element): m + log Σ e^{a − m}, m the maximum."""
     xp = array_module(a)
     m = a.max(axis=axis, keepdims=True)
-    n = a.shape[axis]
-    return (m + xp.log(xp.exp(a - m).sum(axis=axis, keepdims=True))).squeeze(axis) - math.log(n)
+    lse = m + xp.log(xp.exp(a - m).sum(axis=axis, keepdims=True))
+    if keepdims:
+        return lse
+    return lse.reshape(()) if axis is None else lse.squeeze(axis)
+
+
+def log_mean_exp(a, axis: int = -1):
+    """log of the mean of e^a along ``axis``: log Σ e^a − log N."""
+    return log_sum_exp(a, axis=axis) - math.log(a.shape[axis])
+
+
+def softmax(a, axis: int = -1):
+    """e^{a_i} / Σ_l e^{a_l} along ``axis``, through e^{a − m} (m the maximum): no overflow."""
+    e = array_module(a).exp(a - a.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
 
 
 def normal_quantiles(p):

@@ -56,21 +56,21 @@ def check_images(x, *, name: str = "x", width: int | None = None,
                             "Bernoulli likelihood needs pixels in [0, 1] (divide by 255?)")
 
 
-def as_model_input(x, backend, width: int, *, full: bool = True, name: str = "x"):
+def as_model_input(x, backend, width: int, *, values: bool = True, name: str = "x"):
     """``x`` on ``backend`` in its dtype, checked to be a batch (B, width); return it.
 
     This is where data enters a model.  The shape is always checked (it costs
-    nothing: no element is read); with ``full`` also NaN and Inf (every element
-    is read, on a GPU a transfer to the host) and B ≥ 1.  (``full=False`` lets
+    nothing: no element is read); with ``values`` also NaN and Inf (every element
+    is read, on a GPU a transfer to the host) and B ≥ 1.  (``values=False`` lets
     0 rows through: the split-batch step gives an empty block to a thread when a
     batch has fewer rows than threads.)  Complex numbers, strings and objects
     are refused by :meth:`Backend.to_device`.
     """
     if not backend.is_device_array(x) or x.dtype != backend.dtype:
         x = backend.to_device(x)
-    if full or x.ndim != 2 or x.shape[1] != width:
+    if values or x.ndim != 2 or x.shape[1] != width:
         check_images(x, name=name, width=width)
-    if full and x.shape[0] == 0:
+    if values and x.shape[0] == 0:
         raise DataError(f"{name} has no rows; expected at least one example of {width} values")
     return x
 

@@ -115,38 +115,40 @@ class Autoencoder(Module):
                 "output": self.output}
 
     # -- input checks ----------------------------------------------------
-    def check_input(self, x, full: bool = True, name: str = "x"):
+    def check_input(self, x, name: str = "x"):
         """Bring ``x`` onto the backend and check it; return the device array.
 
-        Always checks the shape (B, input_dim); with ``full`` also NaN and Inf
-        (the training loop checks the whole data set once instead of every
-        batch).  ``name`` is how the array is called in the error message.
+        Always checks the shape (B, input_dim); while ``check_values`` is on
+        (:mod:`minivae.layers`) also NaN and Inf (a trainer checks the whole
+        data set once instead).  ``name`` is how the array is called in the
+        error message.
         """
-        return as_model_input(x, self.backend, self.input_dim, full=full, name=name)
+        return as_model_input(x, self.backend, self.input_dim, values=self.check_values,
+                              name=name)
 
     # -- the model -------------------------------------------------------
-    def encode(self, x, check: bool = True):
+    def encode(self, x):
         """The code c = g_φ(x), shape (B, bottleneck)."""
-        return self.encoder.forward(self.check_input(x) if check else x)
+        return self.encoder.forward(self.check_input(x))
 
-    def decode(self, code, check: bool = True):
+    def decode(self, code):
         """The reconstruction x̂ = f_θ(c), shape (B, input_dim); ``code`` is (B, bottleneck)."""
-        if check:
-            code = as_model_input(code, self.backend, self.bottleneck, name="code")
+        code = as_model_input(code, self.backend, self.bottleneck, values=self.check_values,
+                              name="code")
         return self.decoder.forward(code)
 
-    def reconstruct(self, x, check: bool = True):
+    def reconstruct(self, x):
         """x̂ = f_θ(g_φ(x)) for the given input, as it is (a denoiser adds no noise here)."""
-        return self.decode(self.encode(x, check=check), check=False)
+        return self.decoder.forward(self.encode(x))
 
-    def score(self, x, x_input=None, check: bool = True) -> AEOutput:
+    def score(self, x, x_input=None) -> AEOutput:
         """Encode ``x_input``, decode, and measure the squared error against the target ``x``.
 
         The plain autoencoder scores ``score(x)`` (the input is the target);
         the denoising one ``score(x, x̃)``.  Caches what :meth:`backward` needs.
         """
-        x = self.check_input(x, full=check)
-        x_input = x if x_input is None else self.check_input(x_input, full=check, name="x_input")
+        x = self.check_input(x)
+        x_input = x if x_input is None else self.check_input(x_input, name="x_input")
         if x_input.shape != x.shape:
             raise ValueError(f"x_input must have the shape of x, {x.shape}; got {x_input.shape}")
         code = self.encoder.forward(x_input)
@@ -155,29 +157,28 @@ class Autoencoder(Module):
         self._batch = x.shape[0]
         return AEOutput(sse=sse, x_input=x_input, code=code, out=out)
 
-    def forward(self, x, check: bool = True) -> AEOutput:
+    def forward(self, x) -> AEOutput:
         """Score a batch: x̂ = f_θ(g_φ(x)) and ‖x − x̂‖² per example."""
-        return self.score(x, check=check)
+        return self.score(x)
 
-    def backward(self, accumulate: bool = True) -> None:
+    def backward(self) -> None:
         """Add ∂L/∂θ, ∂L/∂φ of L = mean_i ‖x_i − x̂_i‖² (the last forward) into ``grads``.
 
         The derivation is in the module docstring; each line below is one line of it.
-        ``accumulate=False`` writes ``grads`` instead (no ``zero_grad`` needed;
-        each parameter is used once per forward).
+        (Under ``write_grads`` the gradients are written instead: each parameter
+        is used once per forward.)
         """
         if self._batch is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
         n = self._batch
         dsse = self.backend.xp.full((n,), 1.0 / n, dtype=self.backend.dtype)  # ∂L/∂e_i = 1/n
         dout = self.cost.backward(dsse)       # ∂L/∂x̂ = −(2/n)(x − x̂)
-        acc = accumulate
-        dcode = self.decoder.backward(dout, accumulate=acc)  # through σ' = x̂(1 − x̂), then Dense
-        self.encoder.backward(dcode, need_dx=False, accumulate=acc)  # ∂L/∂φ; ∂L/∂x is of no use
+        dcode = self.decoder.backward(dout)   # through σ' = x̂(1 − x̂), then Dense
+        self.encoder.backward(dcode, need_dx=False)   # ∂L/∂φ; ∂L/∂x is of no use
 
-    def loss(self, x, check: bool = True) -> float:
+    def loss(self, x) -> float:
         """Forward, and the batch cost mean_i ‖x_i − x̂_i‖² as a Python float."""
-        return float(self.forward(x, check=check).sse.mean())
+        return float(self.forward(x).sse.mean())
 
 
 def evaluate_reconstruction(model: Autoencoder, x, x_input=None, batch_size: int = 500) -> dict:
@@ -197,10 +198,11 @@ def evaluate_reconstruction(model: Autoencoder, x, x_input=None, batch_size: int
     if x_input.shape != x.shape:
         raise ValueError(f"x_input must have the shape of x, {x.shape}; got {x_input.shape}")
     total = 0.0
-    for start in range(0, x.shape[0], batch_size):
-        sl = slice(start, start + batch_size)
-        r = x[sl] - model.reconstruct(x_input[sl], check=False)
-        total += float((r * r).sum())
+    with model.values_checked():                  # checked above, once
+        for start in range(0, x.shape[0], batch_size):
+            sl = slice(start, start + batch_size)
+            r = x[sl] - model.reconstruct(x_input[sl])
+            total += float((r * r).sum())
     sse = total / x.shape[0]
     mse = sse / x.shape[1]
     return {"sse_per_example": sse, "mse_per_pixel": mse, "mse": mse}

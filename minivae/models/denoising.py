@@ -69,13 +69,13 @@ class DenoisingAutoencoder(Autoencoder):
         """x̃ ~ χ(x̃|x): fresh noise from the backend's generator, on its device."""
         return self.corruption(x, self.backend.rng)
 
-    def forward(self, x, x_tilde=None, check: bool = True) -> AEOutput:
+    def forward(self, x, x_tilde=None) -> AEOutput:
         """Score a batch: x̃ ~ χ(x̃|x) (or the given ``x_tilde``), x̂ = f_θ(g_φ(x̃)), ‖x − x̂‖²."""
-        x = self.check_input(x, full=check)
+        x = self.check_input(x)
         if x_tilde is None:
             x_tilde = self.corrupt(x)
-        return self.score(x, x_tilde, check=check)
+        return self.score(x, x_tilde)
 
-    def loss(self, x, x_tilde=None, check: bool = True) -> float:
+    def loss(self, x, x_tilde=None) -> float:
         """Forward, and the batch cost mean_i ‖x_i − f_θ(g_φ(x̃_i))‖² as a Python float."""
-        return float(self.forward(x, x_tilde=x_tilde, check=check).sse.mean())
+        return float(self.forward(x, x_tilde=x_tilde).sse.mean())

@@ -50,6 +50,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..numerics import log_sum_exp, softmax
 from ..validation import positive_int
 
 
@@ -65,8 +66,8 @@ class IWAEObjective:
     """The k-sample importance-weighted bound of ``model`` (a VAE), with its gradient.
 
     ``forward(x)`` scores a batch and caches what ``backward`` needs;
-    ``backward()`` writes (or adds) the gradient of −mean_b L_k(x_b) into
-    ``model.grads``.  ``loss(x, eps)`` is that batch loss as a float, for
+    ``backward()`` adds the gradient of −mean_b L_k(x_b) into ``model.grads``
+    (or writes it, under the model's ``write_grads``: :mod:`minivae.layers`).  ``loss(x, eps)`` is that batch loss as a float, for
     gradient checks with ε held fixed (``eps`` of shape (B, k, latent_dim)).
     """
 
@@ -74,12 +75,12 @@ class IWAEObjective:
         self.model, self.k = model, positive_int("k", k)
         self._cache = None
 
-    def forward(self, x, eps=None, check: bool = True) -> IWAEOutput:
+    def forward(self, x, eps=None) -> IWAEOutput:
         m, k = self.model, self.k
         xp = m.backend.xp
-        x = m.check_input(x, full=check)
+        x = m.check_input(x)
         B, L = x.shape[0], m.latent_dim
-        q = m.posterior(x, check=False)
+        q = m._posterior(x)
         if eps is None:
             eps = m.backend.standard_normal((B, k, L))
         elif eps.shape != (B, k, L):
@@ -89,30 +90,26 @@ class IWAEObjective:
         log_px_z = m.likelihood.log_prob(xp.repeat(x, k, axis=0), out).reshape(B, k)
         log_w = (log_px_z - 0.5 * (z * z).sum(axis=1).reshape(B, k)
                  + 0.5 * (q.logvar[:, None, :] + eps * eps).sum(axis=2))
-        top = log_w.max(axis=1, keepdims=True)
-        w = xp.exp(log_w - top)
-        total = w.sum(axis=1, keepdims=True)
-        bound = (top + xp.log(total))[:, 0] - np.log(k)       # logsumexp − log k
-        self._cache = (q, eps, z, w / total)                   # w̃ = softmax(log w)
+        bound = log_sum_exp(log_w, axis=1) - np.log(k)          # log (1/k) Σ_i w_i
+        self._cache = (q, eps, z, softmax(log_w, axis=1))       # w̃_i = w_i / Σ_l w_l
         return IWAEOutput(bound=bound, log_w=log_w)
 
-    def backward(self, batch_total: int | None = None, accumulate: bool = True) -> None:
+    def backward(self) -> None:
         """∂/∂θ of −(1/B) Σ_b L_k(x_b) into ``model.grads`` (see the module docstring)."""
         if self._cache is None:
             raise RuntimeError("IWAEObjective.backward called before forward")
         m, k = self.model, self.k
         q, eps, z, w_tilde = self._cache
         rows = q.mu.shape[0]
-        B = rows if batch_total is None else batch_total
-        acc = accumulate
+        B = rows if m.batch_total is None else m.batch_total   # (see VAE.backward)
         dlogp = (-w_tilde / B).reshape(-1)                          # ∂L/∂log p(x|z_bi)
-        dout = m.likelihood.backward(dlogp, accumulate=acc)
-        dz = m.decoder.backward(dout, accumulate=acc)               # through the decoder
+        dout = m.likelihood.backward(dlogp)
+        dz = m.decoder.backward(dout)               # through the decoder
         dz += (-dlogp)[:, None] * z                                 # the prior: −(w̃/B)(−z)
         dmu, dlogvar, dtril = q.sample_backward(dz.reshape(rows, k, -1), eps)   # Σ over the k
         dlogvar -= 0.5 / B                                          # −log q's ½ per logvar
-        m.encoder_backward(dmu, dlogvar, dtril, accumulate=acc)
+        m.encoder_backward(dmu, dlogvar, dtril)
 
-    def loss(self, x, eps=None, check: bool = True) -> float:
+    def loss(self, x, eps=None) -> float:
         """Forward, and −mean_b L_k(x_b) as a Python float."""
-        return float(-self.forward(x, eps=eps, check=check).bound.mean())
+        return float(-self.forward(x, eps=eps).bound.mean())

@@ -144,6 +144,8 @@ class VAE(Module):
                 self.params[f"{prefix}.{k}"] = module.params[k]
                 self.grads[f"{prefix}.{k}"] = module.grads[k]
         self._cache = None
+        #: B of the batch mean in :meth:`backward`; None: the rows of the last forward
+        self.batch_total = None
 
     def modules(self) -> dict:
         """The sub-modules by name, in the order data flows through them."""
@@ -174,54 +176,52 @@ class VAE(Module):
         return cls(**config, backend=backend)
 
     # -- input checks ----------------------------------------------------
-    def check_input(self, x, full: bool = True):
+    def check_input(self, x):
         """Bring ``x`` onto the backend and check it; return the device array.
 
-        Always checks the shape (B, input_dim).  With ``full`` also checks for
-        NaN/Inf and the likelihood's support (pixels in [0, 1] for Bernoulli);
-        the training loop checks the whole data set once instead of every batch.
+        Always checks the shape (B, input_dim).  While ``check_values`` is on
+        (:mod:`minivae.layers`) also NaN/Inf and the likelihood's support (pixels
+        in [0, 1] for Bernoulli); a trainer checks the whole data set once instead.
         """
-        x = as_model_input(x, self.backend, self.input_dim, full=full)
-        if full:
+        x = as_model_input(x, self.backend, self.input_dim, values=self.check_values)
+        if self.check_values:
             self.likelihood.check_data(x)
         return x
 
     # -- the model -------------------------------------------------------
-    def encode(self, x, check: bool = True):
-        """q(z|x)'s ``(mu, logvar)``, each (B, latent_dim); logvar = log σ².
+    def encode(self, x):
+        """q(z|x)'s ``(mu, logvar)``, each (B, d); logvar = log σ².
 
-        For the full posterior, σ² is the diagonal of L, not q's marginal
-        variance; :meth:`posterior` returns the whole q.
+        For the full posterior, σ_j² is C_jj², the square of the Cholesky
+        factor's diagonal, not q's marginal variance; :meth:`posterior` returns
+        the whole q.
         """
-        return self.posterior(x, check=check).mu_logvar()
+        return self.posterior(x).mu_logvar()
 
-    def posterior(self, x, check: bool = True) -> Posterior:
+    def posterior(self, x) -> Posterior:
         """q(z|x) for the rows of x: a :class:`~minivae.models.posterior.Posterior`."""
-        if check:
-            x = self.check_input(x)
+        return self._posterior(self.check_input(x))
+
+    def _posterior(self, x) -> Posterior:
+        """:meth:`posterior` of an ``x`` already checked."""
         h = self.encoder.forward(x)
         tril = TRIL_SCALE * self.tril_head.forward(h) if self.tril_head is not None else None
         return Posterior(self.mu_head.forward(h), self.logvar_head.forward(h), tril)
 
-    def decode(self, z, check: bool = True):
-        """The decoder output for latent codes z (B, latent_dim) (logits for Bernoulli).
-
-        ``check=False`` skips the checks of z (shape, finite), for callers that
-        made z themselves.
-        """
-        if check:
-            z = as_model_input(z, self.backend, self.latent_dim, name="z")
+    def decode(self, z):
+        """The decoder output for latent codes z (B, d) (logits for Bernoulli)."""
+        z = as_model_input(z, self.backend, self.latent_dim, values=self.check_values, name="z")
         return self.decoder.forward(z)
 
-    def forward(self, x, eps=None, check: bool = True) -> VAEOutput:
+    def forward(self, x, eps=None) -> VAEOutput:
         """Score a batch: encode, sample z = μ + σ ⊙ ε, decode, evaluate the terms.
 
-        ``eps`` (B, latent_dim) may be given to hold the noise fixed (gradient
-        checks do); otherwise it is drawn from the backend's generator.  It is
-        stored for :meth:`backward`.
+        ``eps`` (B, d) may be given to hold the noise fixed (gradient checks
+        do); otherwise it is drawn from the backend's generator.  It is stored
+        for :meth:`backward`.
         """
-        x = self.check_input(x, full=check)
-        q = self.posterior(x, check=False)
+        x = self.check_input(x)
+        q = self._posterior(x)
         if eps is None:
             eps = self.backend.standard_normal(q.mu.shape)
         elif eps.shape != q.mu.shape:
@@ -233,50 +233,46 @@ class VAE(Module):
         self._cache = (q, eps)
         return VAEOutput(recon=recon, kl=kl, mu=q.mu, logvar=q.logvar, z=z, out=out)
 
-    def backward(self, beta: float = 1.0, batch_total: int | None = None,
-                 accumulate: bool = True) -> None:
+    def backward(self, beta: float = 1.0) -> None:
         """Add ∂L/∂θ for L = mean_b(recon_b + β·kl_b) of the last forward into ``grads``.
 
         The derivation is in the module docstring; each line below is one line of it.
-        ``batch_total`` is the B of the mean: by default the rows of the last
-        forward.  A batch split into pieces (:mod:`minivae.training.parallel`) passes
-        the whole batch's size, so the pieces' gradients add up to the whole's.
-        ``accumulate=False`` writes ``grads`` instead of adding to them (no
-        ``zero_grad`` needed): every parameter is used once per forward, so each
-        gradient array receives exactly one contribution.
+        B, the count of the mean, is the rows of the last forward, or
+        ``batch_total`` where a trainer has set it: the split-batch step
+        (:mod:`minivae.training.parallel`) gives each piece of a batch the whole
+        batch's size, so the pieces' gradients add up to the whole's.
         """
         if self._cache is None:
             raise RuntimeError("VAE.backward called before forward")
         q, eps = self._cache
         rows = q.mu.shape[0]
-        B = rows if batch_total is None else batch_total
+        B = rows if self.batch_total is None else self.batch_total
         dlogp = self.backend.xp.full((rows,), -1.0 / B, dtype=q.mu.dtype)  # ∂L/∂log p_b
-        acc = accumulate
-        dout = self.likelihood.backward(dlogp, accumulate=acc)        # ∂L/∂out
-        dz = self.decoder.backward(dout, accumulate=acc)              # ∂L/∂z
-        dmu, dlogvar, dtril = q.sample_backward(dz, eps)              # dz, dz ⊙ ½σε (, dz_i ε_j)
-        dkl_dmu, dkl_dlogvar, dkl_dtril = q.kl_grad()
-        dmu = dmu + (beta / B) * dkl_dmu                              # ∂z/∂μ = 1
-        dlogvar = dlogvar + (beta / B) * dkl_dlogvar                  # ∂z/∂logvar = ½σε
+        dout = self.likelihood.backward(dlogp)                        # ∂L/∂out
+        dz = self.decoder.backward(dout)                              # ∂L/∂z
+        # through z = μ + σ ⊙ ε (+ T ε): ∂z/∂μ = 1, ∂z/∂logvar = ½σε, ∂z_i/∂T_ij = ε_j
+        dmu, dlogvar, dtril = q.sample_backward(dz, eps)
+        dkl_dmu, dkl_dlogvar, dkl_dtril = q.kl_grad()                 # μ, ½(σ² − 1) (, T)
+        dmu = dmu + (beta / B) * dkl_dmu                              # + (β/B) ∂KL/∂μ
+        dlogvar = dlogvar + (beta / B) * dkl_dlogvar                  # + (β/B) ∂KL/∂logvar
         if dtril is not None:
-            dtril = dtril + (beta / B) * dkl_dtril                    # ∂z_i/∂T_ij = ε_j
-        self.encoder_backward(dmu, dlogvar, dtril, accumulate=acc)
+            dtril = dtril + (beta / B) * dkl_dtril                    # + (β/B) ∂KL/∂T
+        self.encoder_backward(dmu, dlogvar, dtril)
 
-    def encoder_backward(self, dmu, dlogvar, dtril=None, accumulate: bool = True) -> None:
+    def encoder_backward(self, dmu, dlogvar, dtril=None) -> None:
         """From ∂L/∂μ, ∂L/∂logvar (and ∂L/∂tril) through the heads and the encoder MLP.
 
         h feeds every head, so ∂L/∂h is the sum of what each head passes back.
         """
-        acc = accumulate
-        dh = (self.mu_head.backward(dmu, accumulate=acc)              # fan-out: the sum
-              + self.logvar_head.backward(dlogvar, accumulate=acc))
+        dh = (self.mu_head.backward(dmu)                              # fan-out: the sum
+              + self.logvar_head.backward(dlogvar))
         if dtril is not None:                                         # tril = c · head output
-            dh += self.tril_head.backward(TRIL_SCALE * dtril, accumulate=acc)
-        self.encoder.backward(dh, need_dx=False, accumulate=acc)      # ∂L/∂x is of no use
+            dh += self.tril_head.backward(TRIL_SCALE * dtril)
+        self.encoder.backward(dh, need_dx=False)                      # ∂L/∂x is of no use
 
-    def loss(self, x, beta: float = 1.0, eps=None, check: bool = True) -> float:
+    def loss(self, x, beta: float = 1.0, eps=None) -> float:
         """Forward, and the batch mean of recon + β·kl as a Python float."""
-        o = self.forward(x, eps=eps, check=check)
+        o = self.forward(x, eps=eps)
         return float((o.recon + beta * o.kl).mean())
 
     # -- using a trained model -------------------------------------------

@@ -69,22 +69,6 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.epoch, self.signal, self.save_error = int(epoch), signal, save_error
 
 
-def kl_weight(beta: float, warmup_epochs: int, step: int, steps_per_epoch: int) -> float:
-    r"""The KL weight β_eff of optimizer step ``step`` (1, 2, … counted over the whole run).
-
-    A linear warm-up over W = ``warmup_epochs`` epochs of S = ``steps_per_epoch``
-    steps, advanced every step::
-
-        β_eff(step) = β · min(1, step / (W · S))
-
-    so the first step uses β/(W·S), the last step of epoch e ≤ W uses β·e/W,
-    and from the end of epoch W on the weight is β.  W = 0: β throughout.
-    """
-    if warmup_epochs == 0:
-        return beta
-    return beta * min(1.0, step / (warmup_epochs * steps_per_epoch))
-
-
 class LastGood:
     """The last state of a run known to be good, saved when the run stops early.
 

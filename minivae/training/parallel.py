@@ -12,7 +12,7 @@ Why it computes the same thing: the batch loss is a mean over rows,
     L = (1/B) Σ_b ℓ_b = Σ_blocks (1/B) Σ_{b ∈ block} ℓ_b,
 
 so its gradient is the sum of the blocks' gradients when each block divides by
-the *whole* batch size B (``VAE.backward(batch_total=B)``).  Each block runs on
+the *whole* batch size B (each replica's ``batch_total`` is set to B).  Each block runs on
 a replica of the model that computes with the model's own parameter arrays but
 keeps its own gradients and caches; the first block runs on the model itself,
 and the other replicas' gradients are added into the model's.  ε is drawn
@@ -83,19 +83,23 @@ class SplitBatchStep:
 
         self.model = model
         self.replicas = [model] + [make_replica(model) for _ in range(threads - 1)]
+        for r in self.replicas:             # each block writes its grads; the data was checked
+            r.for_training()
         self._pool = ThreadPoolExecutor(threads - 1) if threads > 1 else None
         self._blas = ThreadpoolController()   # made once: each threadpool_limits() rescans
 
     @staticmethod
-    def _block(model, x, eps, beta, batch_total):
-        o = model.forward(x, eps=eps, check=False)
-        model.backward(beta=beta, batch_total=batch_total, accumulate=False)  # writes grads
+    def _block(model, x, eps, beta):
+        o = model.forward(x, eps=eps)
+        model.backward(beta=beta)                            # writes grads, mean over B
         return o.recon, o.kl
 
     def step(self, x, beta: float = 1.0):
         B, latent = x.shape[0], self.model.latent_dim
         bounds = np.linspace(0, B, len(self.replicas) + 1).astype(int)
         blocks = list(zip(self.replicas, bounds[:-1], bounds[1:]))
+        for r in self.replicas:
+            r.batch_total = B                                # each block's mean is over all B
         futures = []
         with self._blas.limit(limits=1, user_api="blas"):    # one BLAS thread per block
             try:
@@ -104,11 +108,13 @@ class SplitBatchStep:
                     # draw, and each pool block starts while the next one's ε is drawn.
                     eps = self.model.backend.standard_normal((b - a, latent))
                     if i < len(blocks) - 1:
-                        futures.append(self._pool.submit(self._block, r, x[a:b], eps, beta, B))
+                        futures.append(self._pool.submit(self._block, r, x[a:b], eps, beta))
                     else:                                    # the calling thread takes the last
-                        last = self._block(r, x[a:b], eps, beta, B)
+                        last = self._block(r, x[a:b], eps, beta)
             finally:
                 wait(futures)                                # never leave a block running
+                for r in self.replicas:
+                    r.batch_total = None                     # the model's own mean again
         parts = [f.result() for f in futures] + [last]
         for r in self.replicas[1:]:
             for k, g in self.model.grads.items():

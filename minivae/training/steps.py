@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..evaluate import active_units, evaluate_elbo, iw_log_likelihood
-from .fit import check_finite_loss, kl_weight
+from .fit import check_finite_loss
 from ..models.autoencoder import evaluate_reconstruction
 from ..models.iwae import IWAEObjective
 from ..numerics import FIXED_SEED
@@ -31,16 +31,33 @@ from ..numerics import FIXED_SEED
 ACTIVE_UNIT_THRESHOLD = 0.01
 
 
+def kl_weight(beta: float, warmup_epochs: int, step: int, steps_per_epoch: int) -> float:
+    r"""The KL weight β_eff of optimizer step ``step`` (1, 2, … counted over the whole run).
+
+    A linear warm-up over W = ``warmup_epochs`` epochs of S = ``steps_per_epoch``
+    steps, advanced every step::
+
+        β_eff(step) = β · min(1, step / (W · S))
+
+    so the first step uses β/(W·S), the last step of epoch e ≤ W uses β·e/W,
+    and from the end of epoch W on the weight is β.  W = 0: β throughout.
+    """
+    if warmup_epochs == 0:
+        return beta
+    return beta * min(1.0, step / (warmup_epochs * steps_per_epoch))
+
+
 class VAEStep:
     """One VAE step: z = μ + σ ε drawn, grads ← ∂ mean(recon + β_eff kl) / ∂θ.
 
     ``splitter`` (a :class:`~minivae.parallel.SplitBatchStep`) computes the same
-    gradient in row blocks on threads.  β_eff follows :func:`~minivae.fit.kl_weight`.
+    gradient in row blocks on threads.  β_eff follows :func:`kl_weight`.
     """
 
     loss_name = "neg_elbo"
 
     def __init__(self, model, config, x_test, steps_per_epoch: int, splitter=None):
+        model.for_training()            # grads written, not added; the data was checked once
         self.model, self.config, self.x_test = model, config, x_test
         self.steps_per_epoch, self.splitter = steps_per_epoch, splitter
         self.hint = (f"try a smaller learning rate than {config.lr}"
@@ -56,8 +73,8 @@ class VAEStep:
         c = self.config
         self.beta = beta = kl_weight(c.beta, c.kl_warmup_epochs, n, self.steps_per_epoch)
         if self.splitter is None:
-            o = self.model.forward(x, check=False)          # ε drawn, z = μ + σ ε
-            self.model.backward(beta=beta, accumulate=False)  # grads ← ∂L/∂θ
+            o = self.model.forward(x)                   # ε drawn, z = μ + σ ε
+            self.model.backward(beta=beta)              # grads ← ∂L/∂θ
             recon, kl = o.recon, o.kl
         else:                                    # the same step, in row blocks on threads
             recon, kl = self.splitter.step(x, beta)
@@ -73,8 +90,7 @@ class VAEStep:
         """The epoch's train terms (checked finite) and the test −ELBO with z sampled."""
         recon, kl = float(self.recon_sum) / self.n_seen, float(self.kl_sum) / self.n_seen
         check_finite_loss(recon + kl, epoch, self.hint)
-        test = evaluate_elbo(self.model, self.x_test, n_samples=self.config.eval_samples,
-                             check=False)
+        test = evaluate_elbo(self.model, self.x_test, n_samples=self.config.eval_samples)
         return {"epoch": epoch, "train_neg_elbo": recon + kl, "train_recon": recon,
                 "train_kl": kl, "test_neg_elbo": test["neg_elbo"], "test_recon": test["recon"],
                 "test_kl": test["kl"], "beta": self.beta,
@@ -110,8 +126,8 @@ class IWAEStep(VAEStep):
         self.bound_sum, self.n_seen = xp.zeros((), dtype=dtype), 0
 
     def __call__(self, x, n: int) -> None:
-        o = self.objective.forward(x, check=False)     # k draws of ε per example
-        self.objective.backward(accumulate=False)       # grads ← ∂L/∂θ
+        o = self.objective.forward(x)                  # k draws of ε per example
+        self.objective.backward()                      # grads ← ∂L/∂θ
         self.bound_sum += o.bound.sum()
         self.n_seen += x.shape[0]
 
@@ -123,14 +139,13 @@ class IWAEStep(VAEStep):
         total = 0.0
         for start in range(0, self.x_test.shape[0], batch_size):
             xb = self.x_test[start:start + batch_size]
-            total += float(self.objective.forward(xb, check=False).bound.sum())
+            total += float(self.objective.forward(xb).bound.sum())
         return -total / self.x_test.shape[0]
 
     def end_epoch(self, epoch: int) -> dict:
         train = -float(self.bound_sum) / self.n_seen
         check_finite_loss(train, epoch, self.hint)
-        test = evaluate_elbo(self.model, self.x_test, n_samples=self.config.eval_samples,
-                             check=False)
+        test = evaluate_elbo(self.model, self.x_test, n_samples=self.config.eval_samples)
         return {"epoch": epoch, "train_neg_iw_bound": train,
                 "test_neg_iw_bound": self.test_bound(), "test_neg_elbo": test["neg_elbo"],
                 "test_recon": test["recon"], "test_kl": test["kl"], "k": self.objective.k}
@@ -145,13 +160,13 @@ class IWAEStep(VAEStep):
 def final_test_metrics(model, x_test, config) -> dict:
     """The test −ELBO terms (≥ 10 draws of z per digit), active units and IW −log p(x)."""
     n_eval = max(10, config.eval_samples)
-    test = evaluate_elbo(model, x_test, n_samples=n_eval, check=False)
+    test = evaluate_elbo(model, x_test, n_samples=n_eval)
     count, _ = active_units(model, x_test, threshold=ACTIVE_UNIT_THRESHOLD)
     test.update({"n_examples": int(x_test.shape[0]), "z": "sampled",
                  "eval_samples_per_example": n_eval, "active_units": count,
                  "active_units_threshold": ACTIVE_UNIT_THRESHOLD})
     if config.iw_samples:
-        log_px = iw_log_likelihood(model, x_test, k=config.iw_samples, check=False)
+        log_px = iw_log_likelihood(model, x_test, k=config.iw_samples)
         # the standard error of the mean over the test digits: how far another draw of
         # that many digits could move the number (the Monte Carlo error of each
         # digit's estimate is far smaller at the usual K; see the README)
@@ -173,6 +188,7 @@ class AEStep:
     loss_name = "sse"
 
     def __init__(self, model, config, x_test, x_test_tilde=None):
+        model.for_training()            # grads written, not added; the data was checked once
         self.model, self.config = model, config
         self.x_test, self.x_test_tilde = x_test, x_test_tilde
         self.hint = f"try a smaller learning rate than {config.lr} or dtype float64"
@@ -182,8 +198,8 @@ class AEStep:
         self.sse_sum, self.n_seen = be.xp.zeros((), dtype=be.dtype), 0
 
     def __call__(self, x, n: int) -> None:
-        o = self.model.forward(x, check=False)   # the denoising model draws x̃ ~ χ(x̃|x) here
-        self.model.backward(accumulate=False)    # grads ← ∂L/∂θ
+        o = self.model.forward(x)                # the denoising model draws x̃ ~ χ(x̃|x) here
+        self.model.backward()                    # grads ← ∂L/∂θ
         self.sse_sum += o.sse.sum()
         self.n_seen += x.shape[0]
 

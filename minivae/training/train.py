@@ -35,7 +35,7 @@ from .config import (RESUME_MAY_CHANGE, AEConfig, DAEConfig,
 from ..corruption import corrupt_fixed
 from ..data import DataError, Minibatches, binarize_fixed, check_images, load_dataset
 from .files import prepare_output_dir
-from .fit import LastGood, TrainingDiverged, TrainingInterrupted, fit, kl_weight
+from .fit import LastGood, TrainingDiverged, TrainingInterrupted, fit
 from .interrupts import interrupts_deferred
 from ..likelihoods import make_likelihood
 from ..models.autoencoder import Autoencoder
@@ -48,7 +48,7 @@ from .resources import (SPLIT_BATCH_MIN, check_autoencoder_fits, check_vae_fits,
                         optimizer_for, resolve_threads, splitter_for)
 from .resume import (check_resumable, restore, save_training_checkpoint, save_weights,
                      take_snapshot, with_stored_threads)
-from .steps import ACTIVE_UNIT_THRESHOLD, AEStep, IWAEStep, VAEStep
+from .steps import ACTIVE_UNIT_THRESHOLD, AEStep, IWAEStep, VAEStep, kl_weight
 
 #: What ``from minivae.train import …`` offers: the two training functions, their
 #: configs and errors, and the names a caller of them may need.

@@ -57,8 +57,8 @@ def test_gradients_accumulate_until_zeroed(be64):
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_accumulate_false_writes_the_gradients_over_anything(backend_name, dtype):
-    """backward(accumulate=False) must equal zero_grad + backward, whatever the arrays held."""
+def test_write_grads_writes_the_gradients_over_anything(backend_name, dtype):
+    """backward under write_grads must equal zero_grad + backward, whatever the arrays held."""
     be = get_backend(backend_name, dtype=dtype, seed=5)
     mlp = MLP([5, 4, 3], "relu", be)
     x, dy = _input(be), be.standard_normal((6, 3))
@@ -68,7 +68,10 @@ def test_accumulate_false_writes_the_gradients_over_anything(backend_name, dtype
     ref = {k: to_np(g).copy() for k, g in mlp.grads.items()}
     for g in mlp.grads.values():
         g.fill(float("nan"))                       # stale garbage must not leak through
-    dx = to_np(mlp.backward(dy, accumulate=False))
+    mlp.for_training()
+    assert all(layer.write_grads for layer in mlp.layers)      # every sub-module follows
+    dx = to_np(mlp.backward(dy))
+    mlp.for_training(write_grads=False, check_values=True)
     np.testing.assert_array_equal(dx, dx_ref)
     for k, g in mlp.grads.items():
         np.testing.assert_allclose(to_np(g), ref[k], rtol=1e-6 if be.dtype == np.float32 else 1e-14,

@@ -36,8 +36,8 @@ def test_whole_neg_elbo_gradient_matches_central_differences(be64, hidden, activ
 
 
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian-learned"])
-def test_backward_accumulate_false_equals_zero_grad_then_backward(be64, likelihood):
-    """The training step writes the gradients (accumulate=False) instead of zeroing and adding."""
+def test_backward_writing_grads_equals_zero_grad_then_backward(be64, likelihood):
+    """The training step writes the gradients (write_grads) instead of zeroing and adding."""
     lik = Gaussian(logvar=-1.0, learn_logvar=True, backend=be64) \
         if likelihood == "gaussian-learned" else likelihood
     model = VAE(6, (5, 4), 3, "relu", lik, backend=be64)
@@ -48,7 +48,9 @@ def test_backward_accumulate_false_equals_zero_grad_then_backward(be64, likeliho
     ref = {k: to_np(g).copy() for k, g in model.grads.items()}
     for g in model.grads.values():
         g.fill(float("nan"))
-    model.backward(beta=0.7, accumulate=False)
+    model.for_training(check_values=True)
+    assert model.likelihood.write_grads and model.encoder.layers[0].write_grads
+    model.backward(beta=0.7)
     assert set(ref) == set(model.grads)
     for k, g in model.grads.items():
         np.testing.assert_allclose(to_np(g), ref[k], rtol=1e-13, atol=1e-300, err_msg=k)
@@ -75,8 +77,8 @@ def test_a_second_eps_in_backward_is_caught(be64):
     x, eps = _binary(be64), be64.standard_normal((7, 3))
     forward = model.forward
 
-    def forward_then_redraw(x, eps=None, check=True):
-        out = forward(x, eps=eps, check=check)
+    def forward_then_redraw(x, eps=None):
+        out = forward(x, eps=eps)
         q, _ = model._cache
         model._cache = (q, be64.standard_normal(q.mu.shape))
         return out

@@ -7,6 +7,7 @@ N · n_samples, the active-unit threshold on the variance, central differences
 of non-contiguous arrays.  Each backs a row of docs/reliability.md.
 """
 
+import contextlib
 import gzip
 import json
 import subprocess
@@ -325,10 +326,14 @@ class _FixedMeans:
         signs = np.where(np.arange(n) % 2 == 0, 1.0, -1.0)[:, None]
         self.mu = signs * np.sqrt(np.asarray(variances))[None, :]   # mean 0, variance v_j
 
-    def check_input(self, x, full=True):
+    def check_input(self, x):
         return x
 
-    def encode(self, x, check=True):
+    @contextlib.contextmanager
+    def values_checked(self):
+        yield self
+
+    def encode(self, x):
         return self.mu[x[:, 0].astype(int)], None
 
 

@@ -17,10 +17,15 @@ from minivae.training.train import VAEConfig, train_vae
 
 
 def _reference_vae_backward(original):
-    def backward(self, beta=1.0, batch_total=None, accumulate=True):
-        if not accumulate:                                      # zero, then add, as the
+    def backward(self, beta=1.0):
+        if self.write_grads:                                    # zero, then add, as the
             self.zero_grad()                                    # protocol's plain form
-        return original(self, beta=beta, batch_total=batch_total, accumulate=True)
+            self.for_training(write_grads=False)
+            try:
+                return original(self, beta=beta)
+            finally:
+                self.for_training(write_grads=True)
+        return original(self, beta=beta)
     return backward
 
 

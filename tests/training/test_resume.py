@@ -20,7 +20,8 @@ from minivae.training.cli import main_vae
 from minivae.data import Dataset
 from minivae.models.vae import VAE
 from minivae.optim import Adam
-from minivae.training.train import VAEConfig, TrainingInterrupted, kl_weight, train_vae
+from minivae.training.steps import kl_weight
+from minivae.training.train import VAEConfig, TrainingInterrupted, train_vae
 
 
 

@@ -230,13 +230,14 @@ def test_a_training_step_keeps_no_memory(batch):
     model = VAE(784, (64,), 8, backend=be)
     opt = Adam(model.params, model.grads, lr=1e-3)
     splitter = splitter_for(_small(batch_size=batch, threads=2 if batch >= 128 else 1), model)
+    model.for_training()
     assert (splitter is None) == (batch < 128)
     x = (be.uniform((batch, 784)) < 0.3).astype(be.dtype)
 
     def step():
         if splitter is None:
-            model.forward(x, check=False)
-            model.backward(accumulate=False)
+            model.forward(x)
+            model.backward()
         else:
             splitter.step(x)
         opt.step()

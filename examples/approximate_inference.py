@@ -5,7 +5,7 @@ r"""The problem of approximate inference, made visible with a 2-D latent.
     python examples/approximate_inference.py --posterior diagonal --epochs 300 --digits 6
 
 Trains 784-400-2 VAEs on the embedded digits, one with a diagonal q(z|x) and one
-with a full-covariance q(z|x) = N(μ, L Lᵀ) (``--posterior`` picks one), then, for a
+with a full-covariance q(z|x) = N(μ, C Cᵀ) (``--posterior`` picks one), then, for a
 few held-out digits (the fixed binarized test set), integrates over the whole
 latent plane on a grid:
 

@@ -55,15 +55,15 @@ def evaluate_elbo(model, x, batch_size: int = 500, n_samples: int = 1) -> dict:
 def iw_log_likelihood(model, x, k: int = 500, batch_size: int = 100, chunk: int = 100):
     r"""The importance-weighted estimate of log p(x) per example (the IWAE bound).
 
-    With z_1 … z_k drawn independently from q(z|x) = N(μ, L Lᵀ) (L = diag σ for
+    With z_1 … z_k drawn independently from q(z|x) = N(μ, C Cᵀ) (C = diag σ for
     the diagonal posterior)::
 
         log p(x) ≥ L_k(x) = E[ log (1/k) Σ_i w_i ],   w_i = p(x|z_i) p(z_i) / q(z_i|x)
 
         log w_i = log p(x|z_i) + log N(z_i; 0, I) − log q(z_i|x)
-        log q(z_i|x) = −½ Σ_j ( ε_ij² + logvar_j + log 2π ),  z_i = μ + L ε_i
+        log q(z_i|x) = −½ Σ_j ( ε_ij² + logvar_j + log 2π ),  z_i = μ + C ε_i
 
-    (log|det L| = ½ Σ_j logvar_j for either posterior: :mod:`minivae.models.posterior`).
+    (log|det C| = ½ Σ_j logvar_j for either posterior: :mod:`minivae.models.posterior`).
 
     L_1 is the ELBO; L_k rises with k towards log p(x) (Burda et al. 2016).
     The mean is taken in log space with log-sum-exp, log Σ_i w_i =
@@ -80,7 +80,7 @@ def iw_log_likelihood(model, x, k: int = 500, batch_size: int = 100, chunk: int 
     be = model.backend
     xp = be.xp
     x = _checked_rows(model, x)
-    L = model.latent_dim
+    d = model.latent_dim
     result = []
     with model.values_checked():                      # checked above, once
         for start in range(0, x.shape[0], batch_size):
@@ -90,9 +90,9 @@ def iw_log_likelihood(model, x, k: int = 500, batch_size: int = 100, chunk: int 
             running = xp.full((B,), -xp.inf, dtype=be.dtype)
             for done in range(0, k, chunk):
                 c = min(chunk, k - done)
-                eps = be.standard_normal((B, c, L))
-                z = q.sample(eps)                                 # (B, c, L): z = μ + L ε
-                out = model.decode(z.reshape(B * c, L))
+                eps = be.standard_normal((B, c, d))
+                z = q.sample(eps)                                 # (B, c, d): z = μ + C ε
+                out = model.decode(z.reshape(B * c, d))
                 log_px_z = model.likelihood.log_prob(xp.repeat(xb, c, axis=0), out).reshape(B, c)
                 log_pz = log_normal_std(z)
                 log_qz = q.log_prob_of_eps(eps)                   # −½ Σ (ε² + log 2π + logvar)

@@ -114,11 +114,11 @@ class PosteriorGrid:
     mu_q: np.ndarray
     logvar_q: np.ndarray
     info: dict = field(default_factory=dict)
-    tril_q: float = 0.0          # q's L = [[σ₁, 0], [t, σ₂]]: t, 0 for the diagonal q
+    tril_q: float = 0.0          # q's C = [[σ₁, 0], [t, σ₂]]: t, 0 for the diagonal q
 
     @property
     def scale_q(self) -> np.ndarray:
-        """q's Cholesky factor L (2, 2): q(z|x) = N(μ, L Lᵀ)."""
+        """q's Cholesky factor C (2, 2): q(z|x) = N(μ, C Cᵀ)."""
         s = np.exp(0.5 * self.logvar_q)
         return np.array([[s[0], 0.0], [self.tril_q, s[1]]])
 
@@ -135,7 +135,7 @@ class PosteriorGrid:
     def log_q_on(self, Z):
         """log q(z|x) at the points Z (..., 2).
 
-        Full q: with u = L⁻¹(z − μ) (u₁ = d₁/σ₁, u₂ = (d₂ − t u₁)/σ₂),
+        Full q: with u = C⁻¹(z − μ) (u₁ = d₁/σ₁, u₂ = (d₂ − t u₁)/σ₂),
         log q = −log 2π − ½ Σ logvar − ½ ‖u‖²; for t = 0 it is log N(z; μ, diag σ²).
         """
         if self.tril_q == 0.0:
@@ -246,7 +246,7 @@ def posterior_grid(log_lik_fn, mu_q, logvar_q, n: int = 301, n_q: int = 201, box
     mu_q, logvar_q : array_like, shape (2,)
         q(z|x) = N(μ, diag σ²); ``logvar_q`` is log σ².
     tril_q : float
-        A full q: N(μ, L Lᵀ) with L = [[σ₁, 0], [t, σ₂]], t = ``tril_q`` (0: diagonal).
+        A full q: N(μ, C Cᵀ) with C = [[σ₁, 0], [t, σ₂]], t = ``tril_q`` (0: diagonal).
     n, n_q : int
         Cells per axis of the posterior's grid and of q's grid (μ ± ``q_half_width``·σ).
     box : ((lo1, hi1), (lo2, hi2)), optional
@@ -328,7 +328,7 @@ def vae_posterior_grid(model, x, n: int = 301, **kwargs) -> PosteriorGrid:
     """:func:`posterior_grid` for one example ``x`` (shape (D,)) of a VAE with latent_dim 2.
 
     The model is evaluated in float64 (:func:`float64_copy`); q(z|x) is its encoder's
-    N(μ(x), diag σ²(x)), or N(μ(x), L Lᵀ) for a full-covariance posterior.
+    N(μ(x), diag σ²(x)), or N(μ(x), C Cᵀ) for a full-covariance posterior.
     """
     if model.latent_dim != 2:
         raise ValueError(f"the grid posterior needs a VAE with latent_dim 2, got {model.latent_dim}")

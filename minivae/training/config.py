@@ -184,7 +184,7 @@ class VAEConfig(RunConfig):
                         "nn.Linear; chosen by measurement, see the README) or he (He uniform "
                         "after x and ReLU, Glorot uniform heads, zero biases)",
                         choices=VAE_INITS, group=_MODEL)
-    posterior: str = setting("diagonal", "q(z|x): diagonal, N(μ, diag σ²), or full, N(μ, L Lᵀ) "
+    posterior: str = setting("diagonal", "q(z|x): diagonal, N(μ, diag σ²), or full, N(μ, C Cᵀ) "
                              "with a lower-triangular L from a third encoder head",
                              choices=POSTERIORS, group=_MODEL)
     objective: str = setting("elbo", "what training maximizes: elbo, or iwae, the "

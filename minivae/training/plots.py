@@ -239,7 +239,7 @@ def plot_posteriors(panels, path, image_shape=(28, 28), title=None):
 
     ``panels`` is a list of dicts with host arrays: ``image`` (D,), ``z1``, ``z2``
     (grid axes) and ``log_post`` (len(z2), len(z1)) the log posterior density on that
-    grid, ``mu_q`` and ``logvar_q`` (2,) of q = N(μ, L Lᵀ) with L = [[σ₁, 0], [t, σ₂]]
+    grid, ``mu_q`` and ``logvar_q`` (2,) of q = N(μ, C Cᵀ) with C = [[σ₁, 0], [t, σ₂]]
     (logvar = log σ²; ``tril_q`` = t, absent or 0 for the diagonal q; ``posterior``
     ``"full"`` names a full q in the legend even where every t is 0), and
     ``label`` (the image's title) and optionally ``text`` (the latent panel's title,
@@ -294,7 +294,7 @@ def plot_posteriors(panels, path, image_shape=(28, 28), title=None):
                               label="true posterior p(z|x) (grid quadrature)"),
                         Line2D([], [], color="crimson", ls="--",
                                label="encoder's q(z|x) = " + (
-                                   "N(μ, L Lᵀ)" if any(p.get("posterior") == "full" or
+                                   "N(μ, C Cᵀ)" if any(p.get("posterior") == "full" or
                                                        p.get("tril_q", 0.0) for p in panels)
                                    else "N(μ, diag σ²)"))],
                loc="outside lower center", ncol=2, fontsize=8.5, frameon=False,

@@ -147,9 +147,9 @@ def test_kl_mvn_rejects_nan_and_wrong_shapes():
 
 def test_kl_mvn_tril_checks_its_factors():
     m = np.zeros(2)
-    with pytest.raises(ValueError, match=r"^L1 must be lower triangular"):
+    with pytest.raises(ValueError, match=r"^C1 must be lower triangular"):
         kl_mvn_tril(m, np.array([[1.0, 0.3], [0.0, 1.0]]), m, np.eye(2))
-    with pytest.raises(ValueError, match=r"^L2 has a zero on its diagonal"):
+    with pytest.raises(ValueError, match=r"^C2 has a zero on its diagonal"):
         kl_mvn_tril(m, np.eye(2), m, np.array([[1.0, 0.0], [0.5, 0.0]]))
 
 

@@ -74,7 +74,7 @@ def test_every_kl_rejects_nan_inf_complex_and_strings(name, bad, message):
 def test_kl_covariances_are_checked_too():
     with pytest.raises(ValueError, match="cov2 must hold real numbers"):
         kl.kl_mvn(ONE, np.eye(1), ONE, np.eye(1) + 0j)
-    with pytest.raises(ValueError, match="L1 must be finite"):
+    with pytest.raises(ValueError, match="C1 must be finite"):
         kl.kl_mvn_tril(ONE, np.full((1, 1), np.nan), ONE, np.eye(1))
 
 

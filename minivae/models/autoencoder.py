@@ -108,6 +108,13 @@ class Autoencoder(Module):
                 self.grads[f"{prefix}.{k}"] = module.grads[k]
         self._batch = None
 
+    @staticmethod
+    def dense_shapes(input_dim: int, hidden, bottleneck: int):
+        """(n_in, n_out) of every Dense layer the constructor builds, in data-flow order."""
+        hidden = (hidden,) if isinstance(hidden, (int, np.integer)) else tuple(hidden)
+        widths = [input_dim, *hidden, bottleneck, *reversed(hidden), input_dim]
+        return list(zip(widths[:-1], widths[1:]))
+
     def config(self) -> dict:
         """The constructor arguments, JSON-serializable (stored in checkpoints)."""
         return {"input_dim": self.input_dim, "hidden": list(self.hidden),

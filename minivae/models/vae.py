@@ -147,6 +147,21 @@ class VAE(Module):
         #: B of the batch mean in :meth:`backward`; None: the rows of the last forward
         self.batch_total = None
 
+    @staticmethod
+    def dense_shapes(input_dim: int, hidden, latent_dim: int, posterior: str = "diagonal"):
+        """(n_in, n_out) of every Dense layer the constructor builds, in data-flow order.
+
+        Worked out without building anything, so that a run can size itself
+        before it allocates (:mod:`minivae.training.resources`); a test holds it
+        to the layers of a built VAE.
+        """
+        hidden = (hidden,) if isinstance(hidden, (int, np.integer)) else tuple(hidden)
+        chain = [input_dim, *hidden]
+        heads = [latent_dim, latent_dim] + ([tril_size(latent_dim)] if posterior == "full" else [])
+        back = [latent_dim, *reversed(hidden), input_dim]
+        return ([*zip(chain[:-1], chain[1:])] + [(hidden[-1], n) for n in heads]
+                + [*zip(back[:-1], back[1:])])
+
     def modules(self) -> dict:
         """The sub-modules by name, in the order data flows through them."""
         heads = {"mu_head": self.mu_head, "logvar_head": self.logvar_head}

@@ -158,6 +158,7 @@ class TrainingCheckpoint:
     params: dict
     optimizer_state: dict
     training: dict
+    path: str = "checkpoint"      # where it was read from, for messages
 
     @property
     def train_config(self) -> dict:
@@ -187,7 +188,7 @@ def read_training_checkpoint(path) -> TrainingCheckpoint:
     _check_training_state(name, training, meta["extra"]["train_config"])
     scalars = training["optimizer"].get("scalars", {})
     return TrainingCheckpoint(meta=meta, params=params, optimizer_state={**optim, **scalars},
-                              training=training)
+                              training=training, path=str(path))
 
 
 def _is_count(v) -> bool:

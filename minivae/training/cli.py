@@ -180,32 +180,6 @@ def _given_flags(argv) -> set:
     return set(vars(probe.parse_args(argv)))
 
 
-def _resumed_config(config, path, given: set):
-    """``config`` with every run-defining setting not given on the command line taken from ``path``.
-
-    The settings of RESUME_MAY_CHANGE come from the command line (or its
-    defaults); train_vae then rejects any given setting that differs from the
-    stored one.
-    """
-    from .checkpoint import read_checkpoint
-    from .config import RESUME_MAY_CHANGE, VAEConfig
-
-    meta, _ = read_checkpoint(path)
-    stored = meta.get("extra", {}).get("train_config")
-    if not isinstance(stored, dict):
-        raise CheckpointError(f"{str(path)!r} holds no training config, so a run cannot "
-                              f"resume from it")
-    try:
-        resumed = VAEConfig.from_json(stored)
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{str(path)!r}: the stored training config is not valid "
-                              f"({exc})") from None
-    for f in dataclasses.fields(VAEConfig):
-        if f.name in RESUME_MAY_CHANGE or f.name in given:
-            setattr(resumed, f.name, getattr(config, f.name))
-    return resumed
-
-
 def run_guarded(train, out, resume_hint=None):
     """Run ``train()``; return ``(metrics, 0)``, or ``(None, status)`` after printing one line.
 
@@ -250,18 +224,21 @@ def run_guarded(train, out, resume_hint=None):
 def main_vae(argv=None) -> int:
     import shlex
 
-    from .train import figure_names, train_vae
-
+    from .checkpoint import read_training_checkpoint
     from .config import VAEConfig
+    from .resume import resumed_config
+    from .train import figure_names, train_vae
 
     args = vae_parser().parse_args(argv)
     config = config_from_args(VAEConfig, args)
 
     def train():
         nonlocal config
-        if args.resume is not None:
-            config = _resumed_config(config, args.resume, _given_flags(argv))
-        return train_vae(config, resume=args.resume)
+        ckpt = None
+        if args.resume is not None:            # read once; the settings worked out once
+            ckpt = read_training_checkpoint(args.resume)
+            config = resumed_config(config, ckpt, given=_given_flags(argv))
+        return train_vae(config, resume=ckpt)
 
     def resume_hint(exc) -> str:
         return (f"; continue with: python examples/train_vae.py --resume "

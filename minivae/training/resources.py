@@ -16,10 +16,10 @@ import numpy as np
 from ..optim import make_optimizer
 
 
-def dense_parameter_count(widths) -> int:
-    """Weights and biases of a chain of Dense layers widths[0] → widths[1] → …: Σ (a·b + b)."""
-    widths = list(widths)
-    return sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
+def _counts(shapes):
+    """(parameters, Σ widths of the activations) of Dense layers of the given (n_in, n_out)."""
+    return (sum(n_in * n_out + n_out for n_in, n_out in shapes),
+            shapes[0][0] + sum(n_out for _, n_out in shapes))
 
 
 #: The activations a training step keeps per row and per unit of width, in
@@ -38,15 +38,19 @@ def _memory_of_device(backend):
         return None
 
 
-def check_fits_in_memory(config, backend, what: str, n_params: int, widths, n_rows: int,
+def check_fits_in_memory(config, backend, what: str, shapes, n_rows: int,
                          threads: int = 1) -> None:
     """Raise ValueError when a run would need more memory than the device has, before allocating.
+
+    ``shapes`` are the (n_in, n_out) of the model's Dense layers, as the model
+    class reports them (``VAE.dense_shapes``) without building anything.
 
     The estimate, in bytes of ``config.dtype``::
 
         n_params · (2 + s + (T − 1))           θ and ∇θ; s = 2 Adam moments (1 for SGD);
                                                each extra split-step block's ∇θ
-      + B · Σ widths · ACTIVATION_COPIES       the activations of a batch of B rows
+      + B · width · ACTIVATION_COPIES          the activations of a batch of B rows
+                                               (width: the data's D plus every layer's outputs)
       + N · D                                  the training data, on the device
 
     It is an estimate on the low side (it leaves out temporaries and the
@@ -61,8 +65,9 @@ def check_fits_in_memory(config, backend, what: str, n_params: int, widths, n_ro
     itemsize = np.dtype(config.dtype).itemsize
     state = 2 + (2 if config.optimizer == "adam" else 1) + (threads - 1)
     batch = min(config.batch_size, n_rows)
-    need = itemsize * (n_params * state + batch * sum(widths) * ACTIVATION_COPIES
-                       + n_rows * widths[0])
+    n_params, width = _counts(shapes)
+    need = itemsize * (n_params * state + batch * width * ACTIVATION_COPIES
+                       + n_rows * shapes[0][0])
     if need > limit:
         raise ValueError(
             f"the {what} has {n_params:,} parameters and needs at least {need / 2**30:,.1f} GiB "
@@ -72,22 +77,22 @@ def check_fits_in_memory(config, backend, what: str, n_params: int, widths, n_ro
 
 def check_vae_fits(config, backend, input_dim: int, n_rows: int) -> None:
     """:func:`check_fits_in_memory` for the VAE ``config`` describes on data of ``input_dim``."""
-    D, widths, L = input_dim, config.hidden, config.latent_dim
-    heads = 2 * L + (L * (L - 1) // 2 if config.posterior == "full" else 0)
+    from ..models.vae import VAE
+
     check_fits_in_memory(
-        config, backend, f"{D}-{'-'.join(map(str, widths))}-{L} VAE",
-        dense_parameter_count([D, *widths]) + dense_parameter_count([widths[-1], heads])
-        + dense_parameter_count([L, *reversed(widths), D]),
-        [D, *widths, heads, *reversed(widths), D], n_rows, threads=config.threads or 1)
+        config, backend, f"{input_dim}-{'-'.join(map(str, config.hidden))}-{config.latent_dim} VAE",
+        VAE.dense_shapes(input_dim, config.hidden, config.latent_dim, config.posterior), n_rows,
+        threads=config.threads or 1)
 
 
 def check_autoencoder_fits(config, backend, input_dim: int, n_rows: int) -> None:
     """:func:`check_fits_in_memory` for the autoencoder ``config`` describes."""
-    D, widths = input_dim, [*config.hidden, config.bottleneck]
-    check_fits_in_memory(config, backend, f"{D}-{'-'.join(map(str, widths))} autoencoder",
-                         dense_parameter_count([D, *widths])
-                         + dense_parameter_count([*reversed(widths), D]),
-                         [D, *widths, *reversed(widths[:-1]), D], n_rows)
+    from ..models.autoencoder import Autoencoder
+
+    widths = [*config.hidden, config.bottleneck]
+    check_fits_in_memory(config, backend, f"{input_dim}-{'-'.join(map(str, widths))} autoencoder",
+                         Autoencoder.dense_shapes(input_dim, config.hidden, config.bottleneck),
+                         n_rows)
 
 
 def optimizer_for(config, model):
@@ -135,9 +140,12 @@ def resolve_threads(config, model) -> int:
 
 
 def splitter_for(config, model):
-    """A :class:`~minivae.parallel.SplitBatchStep` when the resolved thread count is above 1."""
-    threads = resolve_threads(config, model)
-    if threads == 1:
+    """A :class:`~minivae.training.parallel.SplitBatchStep` for ``config.threads`` > 1.
+
+    ``config.threads`` is the count :func:`resolve_threads` worked out (once, in
+    ``train_vae``); None here is the serial step.
+    """
+    if config.threads in (None, 1):
         return None
     from .parallel import SplitBatchStep
-    return SplitBatchStep(model, threads)
+    return SplitBatchStep(model, config.threads)

@@ -83,26 +83,34 @@ def save_weights(path: Path, model, config, snap: Snapshot) -> Path:
                            extra={"train_config": config.to_json()})
 
 
-def with_stored_threads(config, ckpt):
-    """``config`` with ``threads=None`` replaced by the thread count the checkpoint's run used."""
-    stored = ckpt.train_config.get("threads")
-    if config.threads is not None or isinstance(stored, bool) or not isinstance(stored, int):
-        return config        # (a stored value that is not a count is refused by check_resumable)
-    return dataclasses.replace(config, threads=stored)
+def resumed_config(config, ckpt, given=None):
+    """The config of the run that continues ``ckpt``, or CheckpointError saying why it cannot.
 
-
-def check_resumable(config, ckpt, source: str) -> None:
-    """Raise CheckpointError when ``config`` asks for another run than the one stored."""
+    The one place a resumed run's settings are worked out.  ``ckpt`` is a read
+    :class:`~minivae.training.checkpoint.TrainingCheckpoint`.  The settings of
+    :data:`RESUME_MAY_CHANGE` come from ``config``; every other setting defines
+    the run and is the stored one: with ``given`` (the names a command line
+    wrote) a setting not given is taken from the checkpoint; without it
+    (a library call) all of ``config`` counts as given.  A given setting that
+    differs from the stored one is refused, and so is ``threads=None`` unless
+    the stored count fills it.
+    """
+    source = repr(ckpt.path)
     if ckpt.meta.get("model") != "VAE":
         raise CheckpointError(f"{source} holds a {ckpt.meta.get('model')!r}, not a VAE")
     try:
-        stored = VAEConfig.from_json(ckpt.train_config).to_json()
+        stored = VAEConfig.from_json(ckpt.train_config)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{source}: the stored training config is not valid "
                               f"({exc})") from None
-    asked = config.to_json()
-    differ = [f"{k} (stored {stored[k]!r}, asked {asked[k]!r})" for k in stored
-              if k not in RESUME_MAY_CHANGE and stored[k] != asked[k]]
+    fixed = [f.name for f in dataclasses.fields(VAEConfig) if f.name not in RESUME_MAY_CHANGE]
+    taken = {k: getattr(stored, k) for k in fixed if given is not None and k not in given}
+    if config.threads is None and stored.threads is not None:
+        taken["threads"] = stored.threads      # the split step's sums: keep the stored T
+    config = dataclasses.replace(config, **taken)
+    asked, kept = config.to_json(), stored.to_json()
+    differ = [f"{k} (stored {kept[k]!r}, asked {asked[k]!r})" for k in fixed
+              if kept[k] != asked[k]]
     if differ:
         raise CheckpointError(
             f"{source} was trained with other settings: {', '.join(differ)}. A resumed run "
@@ -112,6 +120,7 @@ def check_resumable(config, ckpt, source: str) -> None:
     if config.epochs < done:
         raise ValueError(f"epochs must be at least the {done} epochs {source} has already "
                          f"trained (epochs counts the total), got {config.epochs}")
+    return config
 
 
 def restore(model, optimizer, batches, ckpt, config, n_train: int, source: str):

@@ -29,7 +29,7 @@ import dataclasses
 import functools
 
 from ..backend import get_backend
-from .checkpoint import read_training_checkpoint
+from .checkpoint import TrainingCheckpoint, read_training_checkpoint
 from .config import (RESUME_MAY_CHANGE, AEConfig, DAEConfig,
                      RunConfig, VAEConfig)
 from ..corruption import corrupt_fixed
@@ -46,8 +46,8 @@ from .outputs import (AE_OUTPUT_FILES, CHECKPOINT_NAME, figure_names, memory_use
                       write_autoencoder_outputs, write_figures, write_metrics)
 from .resources import (SPLIT_BATCH_MIN, check_autoencoder_fits, check_vae_fits,
                         optimizer_for, resolve_threads, splitter_for)
-from .resume import (check_resumable, restore, save_training_checkpoint, save_weights,
-                     take_snapshot, with_stored_threads)
+from .resume import (restore, resumed_config, save_training_checkpoint, save_weights,
+                     take_snapshot)
 from .steps import ACTIVE_UNIT_THRESHOLD, AEStep, IWAEStep, VAEStep, kl_weight
 
 #: What ``from minivae.train import …`` offers: the two training functions, their
@@ -103,9 +103,12 @@ def train_vae(config: VAEConfig | None = None, dataset=None, return_model: bool 
     :func:`minivae.outputs.figure_names`.
 
     ``resume`` is the path of a training checkpoint (the ``checkpoint.npz``
-    of an earlier run): training continues from the epoch stored there up to
-    ``config.epochs`` epochs in total.  ``config`` must agree with the stored
-    config except in :data:`RESUME_MAY_CHANGE`, else CheckpointError.
+    of an earlier run), or one already read
+    (:func:`~minivae.training.checkpoint.read_training_checkpoint`): training
+    continues from the epoch stored there up to ``config.epochs`` epochs in
+    total.  ``config`` must agree with the stored config except in
+    :data:`RESUME_MAY_CHANGE`, else CheckpointError
+    (:func:`~minivae.training.resume.resumed_config`).
     ``config.threads=None`` resolves to a thread count
     (:func:`minivae.resources.resolve_threads`) stored in the config the run
     writes; a resumed run with ``threads=None`` takes the stored count.
@@ -115,10 +118,10 @@ def train_vae(config: VAEConfig | None = None, dataset=None, return_model: bool 
                                           *figure_names(config.latent_dim)])
     ckpt = source = None
     if resume is not None:
-        source = repr(str(resume))
-        ckpt = read_training_checkpoint(resume)
-        config = with_stored_threads(config, ckpt)
-        check_resumable(config, ckpt, source)
+        ckpt = resume if isinstance(resume, TrainingCheckpoint) else \
+            read_training_checkpoint(resume)
+        source = repr(ckpt.path)
+        config = resumed_config(config, ckpt)
     backend = get_backend(config.backend, dtype=config.dtype, seed=config.seed)
     data = _load_checked_data(config, dataset, unit_interval=config.likelihood == "bernoulli")
     check_vae_fits(config, backend, data.x_train.shape[1], len(data.x_train))
@@ -163,7 +166,7 @@ def train_vae(config: VAEConfig | None = None, dataset=None, return_model: bool 
         metrics = {"config": config.to_json(), "history": history,
                    "test": step.final_metrics(), "memory": memory_use(backend)}
         if ckpt is not None:
-            metrics["resumed_from"] = {"checkpoint": str(resume), "epoch": start}
+            metrics["resumed_from"] = {"checkpoint": ckpt.path, "epoch": start}
         if out is not None:
             write_metrics(out, metrics)
             write_figures(out, model, history, x_test_host, data.y_test, data.image_shape)

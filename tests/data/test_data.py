@@ -5,7 +5,6 @@ import hashlib
 import io
 import pathlib
 import socket
-import struct
 import tempfile
 import urllib.error
 
@@ -18,53 +17,10 @@ from hypothesis.extra import numpy as hnp
 from minivae import data
 from minivae.data import download, mnist5k
 from minivae.backend import get_backend
+from idx_files import fake_mnist, idx_bytes, write_fake_dir, write_idx
 from minivae.data import (BINARIZE, DATASETS, IDX_FILES, DataError, Minibatches,
                           binarize, binarize_fixed, check_images, download_idx_dataset,
                           load_dataset, load_idx_dataset, load_mnist5k, read_idx)
-
-
-IDX_CODES = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09, np.dtype(np.int16): 0x0B,
-             np.dtype(np.int32): 0x0C, np.dtype(np.float32): 0x0D, np.dtype(np.float64): 0x0E}
-
-
-# --------------------------------------------------------------------------
-# helpers
-# --------------------------------------------------------------------------
-def idx_bytes(array, type_code=None) -> bytes:
-    """The IDX encoding of ``array``, written by hand (big-endian header and data)."""
-    array = np.asarray(array)
-    code = IDX_CODES[array.dtype] if type_code is None else type_code
-    header = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    return header + array.astype(array.dtype.newbyteorder(">")).tobytes()
-
-
-def write_idx(path, array, gz=None, **kw) -> pathlib.Path:
-    path = pathlib.Path(path)
-    raw = idx_bytes(array, **kw)
-    gz = path.suffix == ".gz" if gz is None else gz
-    path.write_bytes(gzip.compress(raw) if gz else raw)
-    return path
-
-
-def fake_mnist(n_train=7, n_test=3, seed=0):
-    """Tiny uint8 images (n, 28, 28) and labels, as IDX would hold them."""
-    rng = np.random.default_rng(seed)
-    return {
-        "train-images-idx3-ubyte": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
-        "train-labels-idx1-ubyte": rng.integers(0, 10, n_train, dtype=np.uint8),
-        "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
-        "t10k-labels-idx1-ubyte": rng.integers(0, 10, n_test, dtype=np.uint8),
-    }
-
-
-def write_fake_dir(directory, arrays, gz=True, skip=()):
-    directory = pathlib.Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    for stem, arr in arrays.items():
-        name = stem + ".gz" if gz else stem
-        if name not in skip and stem not in skip:
-            write_idx(directory / name, arr, gz=gz)
-    return directory
 
 
 def row_keys(x):

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import to_np
+from minivae.backend import get_backend
 from minivae.gradcheck import check_model
 from minivae.kl import kl_normal_std
 from minivae.likelihoods import Gaussian
@@ -185,3 +186,19 @@ def test_bad_input_is_rejected_with_a_clear_message(be32):
 def test_gaussian_vae_accepts_data_outside_unit_interval(be32):
     model = VAE(5, 4, 2, likelihood="gaussian", backend=be32)
     assert np.isfinite(model.loss(3 * np.ones((2, 5))))
+
+
+@pytest.mark.parametrize("hidden, d, posterior", [((5,), 3, "diagonal"), ((7, 4), 5, "full"),
+                                                  (6, 2, "full")])
+def test_dense_shapes_are_the_layers_the_constructor_builds(hidden, d, posterior):
+    """What a run sizes itself by before it allocates is the model it then builds."""
+    from minivae.layers import Dense
+    from minivae.models.autoencoder import Autoencoder
+
+    model = VAE(11, hidden, d, backend=get_backend("numpy"), posterior=posterior)
+    built = [(l.n_in, l.n_out) for m in model.modules().values()
+             for l in getattr(m, "layers", [m]) if isinstance(l, Dense)]
+    assert VAE.dense_shapes(11, hidden, d, posterior) == built
+    assert sum(i * o + o for i, o in built) == model.num_params()
+    ae = Autoencoder(11, hidden, d, backend=get_backend("numpy"))
+    assert sum(i * o + o for i, o in Autoencoder.dense_shapes(11, hidden, d)) == ae.num_params()

@@ -28,7 +28,7 @@ from minivae.gradcheck import numerical_gradient
 from minivae.models.autoencoder import Autoencoder
 from minivae.models.vae import VAE
 from minivae.training.train import ACTIVE_UNIT_THRESHOLD, VAEConfig, train_vae
-from test_data import fake_mnist, idx_bytes, write_fake_dir
+from idx_files import fake_mnist, idx_bytes, write_fake_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,7 +7,7 @@ from minivae.backend import get_backend
 from minivae.data import Dataset, load_dataset
 from minivae.models.vae import VAE
 from minivae.training.parallel import SplitBatchStep, make_replica
-from minivae.training.resources import splitter_for
+from minivae.training.resources import resolve_threads, splitter_for
 from minivae.training.train import VAEConfig, train_vae
 
 
@@ -56,14 +56,18 @@ def test_training_with_split_batches_matches_serial_training():
 def test_automatic_choice_and_errors():
     be = get_backend("numpy", seed=0)
     model = VAE(30, (20,), 4, backend=be)
-    assert splitter_for(VAEConfig(batch_size=64), model) is None
-    big = splitter_for(VAEConfig(batch_size=1024), model)
     import os
-    assert (big is not None) == ((os.cpu_count() or 1) >= 2)
-    assert splitter_for(VAEConfig(batch_size=1024, threads=1), model) is None
+    two = 2 if (os.cpu_count() or 1) >= 2 else 1
+    assert resolve_threads(VAEConfig(batch_size=64), model) == 1
+    assert resolve_threads(VAEConfig(batch_size=1024), model) == two
+    assert resolve_threads(VAEConfig(batch_size=1024, threads=3), model) == 3
     learned = VAE(30, (20,), 4, likelihood="gaussian", backend=be)
     learned.likelihood.params["logvar"] = learned.likelihood.logvar  # as learn_logvar=True does
-    assert splitter_for(VAEConfig(batch_size=1024, likelihood="gaussian"), learned) is None
+    assert resolve_threads(VAEConfig(batch_size=1024, likelihood="gaussian"), learned) == 1
+    # splitter_for takes the resolved count: None and 1 are the serial step
+    assert splitter_for(VAEConfig(batch_size=1024, threads=1), model) is None
+    assert splitter_for(VAEConfig(batch_size=1024), model) is None
+    assert len(splitter_for(VAEConfig(batch_size=64, threads=2), model).replicas) == 2
     with pytest.raises(ValueError, match="without parameters"):
         SplitBatchStep(learned, 2)
     with pytest.raises(ValueError, match="threads must be a positive integer"):

@@ -5,9 +5,9 @@
     python examples/train_autoencoder.py --bottleneck 8    # a narrower code
     python examples/train_autoencoder.py --help            # every flag
 
-All the work is in the library: minivae/cli.py parses the flags (made from the
-settings in minivae/config.py), minivae/train.py runs the training (its loop is
-minivae/fit.py, its step minivae/steps.py), minivae/models/autoencoder.py is the model.
+All the work is in the library: minivae/training/cli.py parses the flags (made from the
+settings in minivae/training/config.py), minivae/training/train.py runs the training (its loop is
+minivae/training/fit.py, its step minivae/training/steps.py), minivae/models/autoencoder.py is the model.
 """
 
 import sys

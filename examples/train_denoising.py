@@ -5,9 +5,9 @@
     python examples/train_denoising.py --corruption masking --noise-level 0.5
     python examples/train_denoising.py --help                           # every flag
 
-All the work is in the library: minivae/cli.py parses the flags (made from the
-settings in minivae/config.py), minivae/train.py runs the training (its loop is
-minivae/fit.py, its step minivae/steps.py), minivae/models/denoising.py is the model
+All the work is in the library: minivae/training/cli.py parses the flags (made from the
+settings in minivae/training/config.py), minivae/training/train.py runs the training (its loop is
+minivae/training/fit.py, its step minivae/training/steps.py), minivae/models/denoising.py is the model
 and minivae/corruption.py the corruption process χ(x̃|x).
 """
 

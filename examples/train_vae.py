@@ -13,9 +13,9 @@ and exits with status 130 (SIGTERM: the same, status 143); --resume continues
 from it.  A run that diverges saves the last finite epoch's state and exits
 with status 2 (docs/reliability.md has every case).
 
-All the work is in the library: minivae/cli.py parses the flags (made from the
-settings in minivae/config.py), minivae/train.py runs the training (its loop is
-minivae/fit.py, its step minivae/steps.py), minivae/models/vae.py is the model.
+All the work is in the library: minivae/training/cli.py parses the flags (made from the
+settings in minivae/training/config.py), minivae/training/train.py runs the training (its loop is
+minivae/training/fit.py, its step minivae/training/steps.py), minivae/models/vae.py is the model.
 """
 
 import sys

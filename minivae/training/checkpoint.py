@@ -25,7 +25,7 @@ Arrays are stored on the host (``backend.to_numpy``) and loaded onto whatever
 backend the reader asks for (``backend.to_device``), so a checkpoint written
 under CuPy loads under NumPy and the other way round.
 
-Writes are atomic (:func:`minivae.files.atomic_write`): the archive goes to a
+Writes are atomic (:func:`minivae.training.files.atomic_write`): the archive goes to a
 temporary file in the same directory and is then renamed over the target, so
 an interrupted save never leaves a half-written checkpoint under the final
 name.  Nothing that is not finite is ever written: a save of NaN or Inf weights

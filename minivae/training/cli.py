@@ -90,7 +90,7 @@ def finite_float(text: str) -> float:
     return value
 
 
-#: How the command line parses each ``kind`` of setting (see :func:`minivae.config.setting`).
+#: How the command line parses each ``kind`` of setting (see :func:`minivae.training.config.setting`).
 KINDS = {"count": positive_int, "count0": non_negative_int, "positive": positive_float,
          "number": finite_float, "widths": int_list, "dir": output_dir, "text": str,
          "threads": integer_in(1, f"an integer from 1 to {MAX_THREADS}", MAX_THREADS)}
@@ -305,7 +305,7 @@ def _run_autoencoder(config) -> int:
     metrics, status = run_guarded(
         lambda: train_autoencoder(config), config.out,
         lambda exc: " (the weights only: an autoencoder run cannot be resumed; "
-                    "minivae.checkpoint.load_model reloads them)")
+                    "minivae.training.checkpoint.load_model reloads them)")
     if metrics is None:
         return status
     t = metrics["test"]

@@ -3,7 +3,7 @@
 Each setting is a dataclass field made by :func:`setting`, which records with
 the default its command-line help, its choices (the library's own tuples, the
 same ones :meth:`validate` checks against) and the kind of value it takes.
-:mod:`minivae.cli` generates its argument parsers from these fields, so the
+:mod:`minivae.training.cli` generates its argument parsers from these fields, so the
 library and the command line cannot disagree on a default: ``--epochs`` of
 ``train_autoencoder.py`` is :attr:`AEConfig.epochs`, and so on.
 
@@ -39,7 +39,7 @@ def setting(default, help: str, *, choices=None, kind: str | None = None, flag: 
     """A config field: its default plus what the command line needs to offer it.
 
     ``kind`` names how the command line parses the value (see
-    :data:`minivae.cli.KINDS`): ``"count"`` (≥ 1), ``"count0"`` (≥ 0),
+    :data:`minivae.training.cli.KINDS`): ``"count"`` (≥ 1), ``"count0"`` (≥ 0),
     ``"positive"``, ``"number"``, ``"widths"``, ``"dir"``, ``"threads"``,
     ``"text"``; ``"switch"`` is a flag without a value that sets ``not default``
     (its ``flag`` is then, e.g., ``--no-progress``).  ``group`` is the heading
@@ -153,7 +153,7 @@ class VAEConfig(RunConfig):
 
     ``beta`` weighs the KL term of the training loss; ``kl_warmup_epochs``
     W > 0 ramps that weight linearly, step by step, over the first W epochs
-    (see :func:`minivae.fit.kl_weight`); 0 is no warm-up.  The reported
+    (see :func:`minivae.training.steps.kl_weight`); 0 is no warm-up.  The reported
     metrics are the true −ELBO (β = 1) whatever the training weight, so runs
     compare.  ``save_every`` N > 0 writes the training checkpoint every N
     epochs (the final one is always written); ``iw_samples`` K > 0 adds the
@@ -165,7 +165,7 @@ class VAEConfig(RunConfig):
     likelihood's shared log σ² (see :meth:`likelihood_options`); a number
     fixes it there.
     ``threads`` T > 1 splits every batch into T row blocks that run forward
-    and backward on T threads (:mod:`minivae.parallel`; NumPy only); 1 is the
+    and backward on T threads (:mod:`minivae.training.parallel`; NumPy only); 1 is the
     plain serial step; ``None`` picks 2 on NumPy for batches of
     ≥ SPLIT_BATCH_MIN rows on a machine with 2 cores or more, else 1.
     """

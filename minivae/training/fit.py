@@ -10,7 +10,7 @@ The whole of the algorithm, for any model::
 
 What the loss is (the −ELBO of a VAE, β-weighted; the squared error of an
 autoencoder), what is summed and what is reported lives in the model's
-*step* (:mod:`minivae.steps`).  :func:`fit` adds what every run needs around
+*step* (:mod:`minivae.training.steps`).  :func:`fit` adds what every run needs around
 it: a progress bar on a terminal, a check that the loss and the state stayed
 finite, a snapshot of the state after every epoch (kept by :class:`LastGood`,
 saved when the run stops early), and periodic checkpoints.
@@ -167,7 +167,7 @@ def fit(step, optimizer, batches, last: LastGood, take_snapshot, *, epochs: int,
         save_every: int = 0) -> list:
     """Train from epoch ``start`` + 1 to ``epochs``; return the history, one entry per epoch.
 
-    ``step`` is the model's step (:mod:`minivae.steps`): ``step(x, n)`` runs
+    ``step`` is the model's step (:mod:`minivae.training.steps`): ``step(x, n)`` runs
     forward and backward on batch ``x`` (optimizer step n of the run, counted
     from 1), ``end_epoch(epoch)`` checks the train loss and returns the
     epoch's entry, ``line(entry)`` the line printed for it.  After every epoch

@@ -1,10 +1,10 @@
 """What a training run writes into its output directory, besides the checkpoint.
 
-A VAE run (:func:`minivae.train.train_vae`) writes ``metrics.json``,
+A VAE run (:func:`minivae.training.train.train_vae`) writes ``metrics.json``,
 ``checkpoint.npz`` and the figures of :func:`figure_names`; an autoencoder run
 ``metrics.json``, ``checkpoint.npz``, ``reconstructions.png`` and ``loss.png``
 (:data:`AE_OUTPUT_FILES`).  Every file is written atomically
-(:func:`minivae.files.atomic_write`), so a run stopped while writing leaves
+(:func:`minivae.training.files.atomic_write`), so a run stopped while writing leaves
 the previous version or the new one, never half a file.
 """
 
@@ -97,7 +97,7 @@ def write_autoencoder_outputs(out: Path, model, metrics: dict, x_test_host, x_te
                               image_shape) -> None:
     """Write metrics.json, reconstructions.png and loss.png into ``out``.
 
-    (checkpoint.npz is written by :func:`minivae.train.train_autoencoder`
+    (checkpoint.npz is written by :func:`minivae.training.train.train_autoencoder`
     before the final evaluation.)
 
     reconstructions.png shows 10 test digits: clean above their reconstructions

@@ -2,7 +2,7 @@
 
 Every function takes host (NumPy) arrays: convert with ``backend.to_numpy``
 where images leave the model.  Images are rows of D = h·w pixels in [0, 1].
-Every figure is written atomically (:func:`minivae.files.atomic_write`): a
+Every figure is written atomically (:func:`minivae.training.files.atomic_write`): a
 reader never sees half a PNG, and a symlink in the figure's place is replaced,
 not written through.
 """

@@ -68,7 +68,7 @@ def take_snapshot(model, optimizer, batches, epoch: int, history: list) -> Snaps
 
 
 def save_training_checkpoint(path: Path, model, config, snap: Snapshot, data_sizes) -> Path:
-    """Write the resumable checkpoint of ``snap`` (see :mod:`minivae.checkpoint` for the format)."""
+    """Write the resumable checkpoint of ``snap`` (see :mod:`minivae.training.checkpoint` for the format)."""
     training = {"epoch": snap.epoch, "history": snap.history,
                 "optimizer": {"name": config.optimizer},
                 "rng": snap.rng, "data": {"n_train": data_sizes[0], "n_test": data_sizes[1]}}

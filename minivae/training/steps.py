@@ -1,6 +1,6 @@
 """The model-specific half of the fit loop: one training step, and what an epoch reports.
 
-A step is called once per batch by :func:`minivae.fit.fit`.  It runs forward
+A step is called once per batch by :func:`minivae.training.fit.fit`.  It runs forward
 and backward (the optimizer step stays with the loop), adds the batch's loss
 terms to sums kept on the device (so no step waits for the GPU), and at the
 end of an epoch turns the sums into the epoch's history entry together with
@@ -50,7 +50,7 @@ def kl_weight(beta: float, warmup_epochs: int, step: int, steps_per_epoch: int) 
 class VAEStep:
     """One VAE step: z = μ + σ ε drawn, grads ← ∂ mean(recon + β_eff kl) / ∂θ.
 
-    ``splitter`` (a :class:`~minivae.parallel.SplitBatchStep`) computes the same
+    ``splitter`` (a :class:`~minivae.training.parallel.SplitBatchStep`) computes the same
     gradient in row blocks on threads.  β_eff follows :func:`kl_weight`.
     """
 
@@ -237,7 +237,7 @@ class AEStep:
         return f"{text}  {h['seconds']:.1f}s"
 
     def final_metrics(self) -> dict:
-        """The final ``"test"`` object (see :func:`minivae.train.train_autoencoder`)."""
+        """The final ``"test"`` object (see :func:`minivae.training.train.train_autoencoder`)."""
         final = self.squared_errors()
         units = {"n_examples": int(self.x_test.shape[0]),
                  "pixels_per_example": self.model.input_dim,

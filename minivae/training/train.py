@@ -3,19 +3,19 @@
 :func:`train_vae` and :func:`train_autoencoder` put the pieces together, in
 the order a run needs them::
 
-    config   validated; the output directory checked before any work   (minivae.config)
+    config   validated; the output directory checked before any work   (minivae.training.config)
     data     loaded and checked; the test digits fixed once             (minivae.data)
-    model    built, checked to fit in memory; threads and optimizer     (minivae.resources)
-    resume   the stored state restored (VAE)                            (minivae.resume)
-    fit      epochs of steps; the last good state kept                  (minivae.fit, .steps)
-    finish   final checkpoint, final test metrics, metrics and figures  (minivae.outputs)
+    model    built, checked to fit in memory; threads and optimizer     (minivae.training.resources)
+    resume   the stored state restored (VAE)                            (minivae.training.resume)
+    fit      epochs of steps; the last good state kept                  (minivae.training.fit, .steps)
+    finish   final checkpoint, final test metrics, metrics and figures  (minivae.training.outputs)
 
 Nothing is lost when a run stops early.  After every epoch the parameters and
 the optimizer's state are checked to be finite, and only a finite state is
 ever saved.  When the loss or that state becomes NaN or Inf, the state after
 the last finite epoch is saved and :class:`TrainingDiverged` says where.
 Ctrl-C (KeyboardInterrupt; SIGTERM too under
-:func:`minivae.interrupts.sigterm_as_interrupt`, as the command line runs)
+:func:`minivae.training.interrupts.sigterm_as_interrupt`, as the command line runs)
 while training or evaluating saves the state after the last completed epoch
 and raises :class:`TrainingInterrupted`, a KeyboardInterrupt that names the
 file; a second Ctrl-C during that save is held back until it is written.  The
@@ -50,7 +50,7 @@ from .resume import (restore, resumed_config, save_training_checkpoint, save_wei
                      take_snapshot)
 from .steps import ACTIVE_UNIT_THRESHOLD, AEStep, IWAEStep, VAEStep, kl_weight
 
-#: What ``from minivae.train import …`` offers: the two training functions, their
+#: What ``from minivae.training.train import …`` offers: the two training functions, their
 #: configs and errors, and the names a caller of them may need.
 __all__ = ["train_vae", "train_autoencoder", "RunConfig", "VAEConfig", "AEConfig",
            "DAEConfig", "RESUME_MAY_CHANGE", "TrainingDiverged", "TrainingInterrupted",
@@ -99,8 +99,8 @@ def train_vae(config: VAEConfig | None = None, dataset=None, return_model: bool 
 
     It writes into ``config.out`` (unless None): ``metrics.json``,
     ``checkpoint.npz`` (weights, optimizer state, epoch, history, random
-    generator states: see :mod:`minivae.resume`) and the figures of
-    :func:`minivae.outputs.figure_names`.
+    generator states: see :mod:`minivae.training.resume`) and the figures of
+    :func:`minivae.training.outputs.figure_names`.
 
     ``resume`` is the path of a training checkpoint (the ``checkpoint.npz``
     of an earlier run), or one already read
@@ -110,7 +110,7 @@ def train_vae(config: VAEConfig | None = None, dataset=None, return_model: bool 
     :data:`RESUME_MAY_CHANGE`, else CheckpointError
     (:func:`~minivae.training.resume.resumed_config`).
     ``config.threads=None`` resolves to a thread count
-    (:func:`minivae.resources.resolve_threads`) stored in the config the run
+    (:func:`minivae.training.resources.resolve_threads`) stored in the config the run
     writes; a resumed run with ``threads=None`` takes the stored count.
     """
     config = (config or VAEConfig()).validate()

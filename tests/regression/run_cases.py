@@ -60,7 +60,7 @@ def main(src: str, data_path: str, new_keys_path: str | None = None) -> None:
         from minivae.training.config import AEConfig as AETrainConfig, VAEConfig as TrainConfig
         from minivae.training.train import train_autoencoder, train_vae
     else:                                                 # before it: all at the top level
-        from minivae.training.train import AETrainConfig, TrainConfig, train_autoencoder, train_vae
+        from minivae.train import AETrainConfig, TrainConfig, train_autoencoder, train_vae
 
     for name in ("minivae", "minivae.models.vae", "minivae.likelihoods"):   # no mixed trees
         assert Path(sys.modules[name].__file__).resolve().is_relative_to(Path(src).resolve())

@@ -89,6 +89,11 @@ def cupy_available() -> bool:
     return _probed_cupy()[0] is not None
 
 
+def cupy_unavailable_reason() -> str | None:
+    """Why CuPy cannot run here, in one line (None when it can)."""
+    return _probed_cupy()[1]
+
+
 class Backend:
     """An array module, a float dtype and a seeded random generator.
 

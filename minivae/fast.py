@@ -16,9 +16,9 @@ formula (written in)   twin on NumPy                        twin on CuPy
 (likelihoods)          σ(ℓ) = ½ + ½ tanh(ℓ/2)
 ``reparameterize``     (the formula)                        one fused kernel for σ and z
 (models.posterior)
-``adam_step``          in place through one scratch         one fused kernel per parameter
-(optim)                buffer, bias corrections folded,
-                       the parameters split over 2 threads
+``adam_step``          in place through one scratch         one in-place kernel per parameter
+(optim)                buffer, bias corrections folded,     (p, m and v written where they
+                       the parameters split over 2 threads  are)
 =====================  ===================================  ==================================
 
 How a twin is chosen, in one place: the formula carries the decorator
@@ -30,11 +30,16 @@ every formula runs as written: the tests hold each twin equal to its formula
 (``tests/math/test_fast_paths.py``).  A decorated function keeps the formula as
 its ``.formula`` attribute.
 
-The CuPy twins are ``cupy.fuse`` kernels: every element is read once, the
-intermediate values stay in registers, and the launch is paid once.  Each is
-written as plain Python over the arrays it is given, so it also runs on NumPy
-arrays (and on the test suite's NumPy-backed CuPy stand-in).  Not measured on
-a GPU yet: no GPU was available to this work.
+The CuPy twins are one kernel each: every element is read once, the
+intermediate values stay in registers, and the launch is paid once.  Three are
+``cupy.fuse`` kernels, written as plain Python over the arrays they are given,
+so they also run on NumPy arrays (and on the test suite's NumPy-backed CuPy
+stand-in).  Adam is a ``cupy.ElementwiseKernel`` (:data:`ADAM_IN_PLACE`): a
+fused kernel can only return new arrays, which would cost six more passes over
+every parameter per step to copy back.  Every kernel is compiled for the GPUs
+in the test suite, without a GPU (``tests/backend/test_real_cupy.py``), and
+checked to compute nothing in a type narrower than its arrays.  Not run on a
+GPU yet: no GPU was available to this work.
 """
 
 from __future__ import annotations
@@ -156,16 +161,6 @@ def reparameterize_fused(mu, logvar, eps):
 # Adam
 # --------------------------------------------------------------------------
 
-def adam_terms(p, g, m, v, b1, b2, step_size, eps, xp):
-    """One Adam step with the bias corrections folded in (see :func:`adam_step_in_place`).
-
-    Returns the new ``(p, m, v)``; the caller writes them back.
-    """
-    m = b1 * m + (1 - b1) * g
-    v = b2 * v + (1 - b2) * g * g
-    return p - step_size * m / (xp.sqrt(v) + eps), m, v
-
-
 def _adam_scalars(opt):
     """The folded bias corrections: η √c₂ / c₁ and ε √c₂, c₁ = 1 − β₁ᵗ, c₂ = 1 − β₂ᵗ."""
     sqrt_c2 = (1 - opt.beta2 ** opt.t) ** 0.5                  # √c₂
@@ -244,15 +239,31 @@ def _adam_update(opt, scratch, keys, step_size: float, eps: float) -> None:
         p -= tmp                                   # θ ← θ − η m̂ / (√v̂ + ε)
 
 
-def adam_step_fused(opt) -> None:
-    """``adam_step`` on CuPy: :func:`adam_terms` as one kernel per parameter."""
+#: Adam's update as a CUDA elementwise kernel: (inputs, inputs and outputs, the body).
+#: p, m and v are updated where they are.  Every scalar is typed T, the parameters'
+#: float32 or float64, and 1 − β₁, 1 − β₂ are computed on the host in float64: inside
+#: cupy.fuse an operation between two Python floats is typed float16, which made
+#: 1 − β₂ = 0.0009765625 instead of 0.001.
+ADAM_IN_PLACE = (
+    "T g, T b1, T one_minus_b1, T b2, T one_minus_b2, T step_size, T eps",
+    "T p, T m, T v",
+    "m = b1 * m + one_minus_b1 * g;\n"
+    "v = b2 * v + one_minus_b2 * g * g;\n"
+    "p = p - step_size * m / (sqrt(v) + eps);",
+)
+
+
+def adam_step_gpu(opt) -> None:
+    """``adam_step`` on CuPy: :data:`ADAM_IN_PLACE`, one launch per parameter, nothing allocated.
+
+    The same folded update as :func:`adam_step_in_place`.
+    """
     opt.t += 1
     step_size, eps = _adam_scalars(opt)
     kernel = _compiled("adam")
+    b1, b2 = opt.beta1, opt.beta2
     for k, p in opt.params.items():
-        m, v = opt.m[k], opt.v[k]
-        p[...], m[...], v[...] = kernel(p, opt.grads[k], m, v, opt.beta1, opt.beta2,
-                                        step_size, eps)
+        kernel(opt.grads[k], b1, 1 - b1, b2, 1 - b2, step_size, eps, p, opt.m[k], opt.v[k])
 
 
 # --------------------------------------------------------------------------
@@ -264,29 +275,32 @@ _TWINS = {
     "bernoulli_log_prob": {"cupy": bernoulli_log_prob_fused},
     "bernoulli_grad": {"numpy": bernoulli_grad_in_place, "cupy": bernoulli_grad_fused},
     "reparameterize": {"cupy": reparameterize_fused},
-    "adam_step": {"numpy": adam_step_in_place, "cupy": adam_step_fused},
+    "adam_step": {"numpy": adam_step_in_place, "cupy": adam_step_gpu},
 }
 
 #: The plain Python bodies of the fused kernels, by kernel name.
 _KERNEL_BODIES = {"bernoulli_terms": bernoulli_terms, "bernoulli_grad": bernoulli_grad_tanh,
-                  "reparameterize": reparameterize_terms, "adam": adam_terms}
+                  "reparameterize": reparameterize_terms}
 
-#: The kernels :func:`fused` offers.
+#: The fused kernels :func:`fused` offers.
 KERNELS = tuple(_KERNEL_BODIES)
+
+#: Every GPU kernel minivae launches: the fused ones and Adam's elementwise kernel.
+GPU_KERNELS = KERNELS + ("adam",)
 
 
 @functools.lru_cache(maxsize=None)
 def _compiled(name: str):
-    """The cupy.fuse kernel of ``name``, compiled once (CuPy caches the binary too)."""
+    """The CuPy kernel of ``name`` (:data:`GPU_KERNELS`), made once (CuPy caches the binary too)."""
     import cupy
 
+    if name == "adam":
+        return cupy.ElementwiseKernel(*ADAM_IN_PLACE, name="minivae_adam")
     # fixed arities: cupy.fuse traces a function of the kernel's own parameters
     kernels = {
         "bernoulli_terms": lambda x, logits: bernoulli_terms(x, logits, cupy),
         "bernoulli_grad": lambda x, logits, w: bernoulli_grad_tanh(x, logits, w, cupy),
         "reparameterize": lambda mu, logvar, eps: reparameterize_terms(mu, logvar, eps, cupy),
-        "adam": lambda p, g, m, v, b1, b2, step_size, eps: adam_terms(p, g, m, v, b1, b2,
-                                                                      step_size, eps, cupy),
     }
     return cupy.fuse(kernel_name=f"minivae_{name}")(kernels[name])
 

@@ -17,7 +17,12 @@ GPU only for reasons of the GPU itself:
   definite (it fills the factor with NaN) unless inside
   ``cupyx.errstate(linalg="raise")``, as CuPy's;
 * ``cupy.fuse`` runs the Python function itself (the arithmetic a fused kernel
-  would compile).
+  would compile);
+* ``cupy.ElementwiseKernel`` runs its very CUDA body, for the small subset of C
+  minivae writes (one assignment ``name = expression;`` a line, arithmetic and
+  ``sqrt``), as NumPy statements over whole arrays: every ``T`` scalar cast to
+  the arrays' type first, as CUDA would, and the output parameters written in
+  place; anything else in a body is refused.
 
 :func:`install` puts it into ``sys.modules`` as ``cupy`` and ``cupyx``.
 """
@@ -193,6 +198,49 @@ ndarray.__hash__ = None
 
 # -- the module --------------------------------------------------------------
 
+class ElementwiseKernel:
+    """CuPy's ElementwiseKernel for bodies of ``name = expression;`` lines, run with NumPy."""
+
+    _STATEMENT = __import__("re").compile(r"^\s*([A-Za-z_]\w*)\s*=\s*([^=;][^;]*);\s*$")
+    _ALLOWED = __import__("re").compile(r"^[\w\s.+\-*/()]*$")
+
+    def __init__(self, in_params, out_params, operation, name="kernel", **kwargs):
+        def parse(params):
+            pairs = [p.split() for p in params.split(",")]
+            if any(len(p) != 2 or p[0] != "T" for p in pairs):
+                raise NotImplementedError(f"the stand-in takes only 'T name' parameters: "
+                                          f"{params!r}")
+            return [p[1] for p in pairs]
+
+        self.in_names, self.out_names, self.name = parse(in_params), parse(out_params), name
+        self.lines = []
+        for line in operation.strip().splitlines():
+            m = self._STATEMENT.match(line)
+            if m is None or not self._ALLOWED.match(m.group(2)):
+                raise NotImplementedError(f"the stand-in cannot run the line {line!r}")
+            self.lines.append((m.group(1), m.group(2).replace("sqrt(", "_sqrt(")))
+
+    def __call__(self, *args):
+        names = self.in_names + self.out_names
+        if len(args) != len(names):
+            raise TypeError(f"{self.name} takes {len(names)} arguments, got {len(args)}")
+        arrays = [a for a in args if isinstance(a, ndarray)]
+        if not arrays or any(not isinstance(a, ndarray) for a in args[len(self.in_names):]):
+            raise TypeError(f"{self.name}: outputs must be device arrays")
+        T = arrays[0]._a.dtype
+        scope = {n: (a._a if isinstance(a, ndarray) else T.type(_unwrap(a, self.name)))
+                 for n, a in zip(names, args)}
+        scope["_sqrt"] = np.sqrt
+        for target, expression in self.lines:
+            value = eval(expression, {"__builtins__": {}}, scope)   # the body's arithmetic
+            if target in self.out_names:
+                scope[target][...] = value                          # written in place
+            else:
+                scope[target] = value
+        outs = tuple(args[len(self.in_names):])
+        return outs[0] if len(outs) == 1 else outs
+
+
 class Generator:
     """CuPy's Generator: only the methods CuPy has, drawing on the host from NumPy's."""
 
@@ -272,6 +320,7 @@ def _module() -> types.ModuleType:
     cupy.array = _asarray
     cupy.asnumpy = _asnumpy
     cupy.fuse = lambda *a, **k: (a[0] if a and callable(a[0]) else (lambda f: f))
+    cupy.ElementwiseKernel = ElementwiseKernel
     cupy.get_default_memory_pool = lambda: _POOL
     cupy.result_type = _wrapped(np.result_type)
     for name in ("float16", "float32", "float64", "int8", "int32", "int64", "uint8", "bool_",

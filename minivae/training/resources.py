@@ -13,6 +13,7 @@ import sys
 
 import numpy as np
 
+from ..backend import cupy_unavailable_reason, get_backend
 from ..optim import make_optimizer
 
 
@@ -93,6 +94,15 @@ def check_autoencoder_fits(config, backend, input_dim: int, n_rows: int) -> None
     check_fits_in_memory(config, backend, f"{input_dim}-{'-'.join(map(str, widths))} autoencoder",
                          Autoencoder.dense_shapes(input_dim, config.hidden, config.bottleneck),
                          n_rows)
+
+
+def backend_for(config):
+    """The run's backend; ``"auto"`` that falls back to NumPy says why, in one line on stderr."""
+    backend = get_backend(config.backend, dtype=config.dtype, seed=config.seed)
+    if config.backend == "auto" and backend.name == "numpy":
+        print(f"note: backend 'auto' runs on NumPy: {cupy_unavailable_reason()}",
+              file=sys.stderr, flush=True)
+    return backend
 
 
 def optimizer_for(config, model):

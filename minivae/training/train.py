@@ -28,7 +28,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 
-from ..backend import get_backend
 from .checkpoint import TrainingCheckpoint, read_training_checkpoint
 from .config import (RESUME_MAY_CHANGE, AEConfig, DAEConfig,
                      RunConfig, VAEConfig)
@@ -44,7 +43,7 @@ from ..models.vae import VAE
 from ..numerics import FIXED_SEED
 from .outputs import (AE_OUTPUT_FILES, CHECKPOINT_NAME, figure_names, memory_use,
                       write_autoencoder_outputs, write_figures, write_metrics)
-from .resources import (SPLIT_BATCH_MIN, check_autoencoder_fits, check_vae_fits,
+from .resources import (SPLIT_BATCH_MIN, backend_for, check_autoencoder_fits, check_vae_fits,
                         optimizer_for, resolve_threads, splitter_for)
 from .resume import (restore, resumed_config, save_training_checkpoint, save_weights,
                      take_snapshot)
@@ -122,7 +121,7 @@ def train_vae(config: VAEConfig | None = None, dataset=None, return_model: bool 
             read_training_checkpoint(resume)
         source = repr(ckpt.path)
         config = resumed_config(config, ckpt)
-    backend = get_backend(config.backend, dtype=config.dtype, seed=config.seed)
+    backend = backend_for(config)
     data = _load_checked_data(config, dataset, unit_interval=config.likelihood == "bernoulli")
     check_vae_fits(config, backend, data.x_train.shape[1], len(data.x_train))
 
@@ -204,7 +203,7 @@ def train_autoencoder(config: AEConfig | None = None, dataset=None,
     """
     config = (config or AEConfig()).validate()
     out = prepare_output_dir(config.out, AE_OUTPUT_FILES)
-    backend = get_backend(config.backend, dtype=config.dtype, seed=config.seed)
+    backend = backend_for(config)
     corruption = config.make_corruption()
     data = _load_checked_data(config, dataset,
                               unit_interval=config.output == "sigmoid" or corruption is not None)

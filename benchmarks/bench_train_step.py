@@ -3,6 +3,7 @@
 
     python benchmarks/bench_train_step.py --batch-size 128 1024 --threads 2
     python benchmarks/bench_train_step.py --compare-torch --seconds 10
+    python benchmarks/bench_train_step.py --backend cupy --compare-torch --batch-size 128 1024 8192
 
 One step is what the fit loop does per minibatch: forward (ε drawn),
 backward (writing the gradients), Adam update, on a fixed binary batch (data
@@ -18,7 +19,8 @@ in the output).  For each configuration it prints one JSON line:
     torch_samples_per_second,       with --compare-torch: the same model, batch, dtype
     ratio_vs_torch                  and threads in PyTorch, timed in alternation with
                                     minivae (rounds of A, B, A, B, ...) so both see the
-                                    same machine state
+                                    same machine state; with --backend cupy PyTorch runs
+                                    on the GPU too (CUDA, eager), every step synchronized
 
 Absolute numbers depend on the machine: compare ratios from one run.  Each
 line names the OpenBLAS kernel that ran (``blas_kernel``): forcing an older
@@ -58,14 +60,14 @@ def _sync(be):
         be.xp.cuda.get_current_stream().synchronize()
 
 
-def _time_rounds(step, be, seconds: float, min_steps: int = 5) -> list:
-    """Run ``step`` for about ``seconds``; return the per-step times."""
+def _time_rounds(step, sync, seconds: float, min_steps: int = 5) -> list:
+    """Run ``step`` for about ``seconds``, waiting for the device after each; the step times."""
     times = []
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline or len(times) < min_steps:
         t0 = time.perf_counter()
         step()
-        _sync(be)
+        sync()
         times.append(time.perf_counter() - t0)
     return times
 
@@ -137,7 +139,8 @@ def gemm_step(be, batch_size):
     return step
 
 
-def torch_step(batch_size, dtype, threads, seed=0):
+def torch_step(batch_size, dtype, threads, seed=0, device="cpu"):
+    """PyTorch's step on the same model (eager), and the function that waits for its device."""
     import torch
     from torch import nn
 
@@ -146,9 +149,9 @@ def torch_step(batch_size, dtype, threads, seed=0):
     tdtype = {"float32": torch.float32, "float64": torch.float64}[dtype]
     enc, mu_h, lv_h = nn.Linear(D, H), nn.Linear(H, L), nn.Linear(H, L)
     dec1, dec2 = nn.Linear(L, H), nn.Linear(H, D)
-    modules = nn.ModuleList([enc, mu_h, lv_h, dec1, dec2]).to(tdtype)
+    modules = nn.ModuleList([enc, mu_h, lv_h, dec1, dec2]).to(device=device, dtype=tdtype)
     opt = torch.optim.Adam(modules.parameters(), lr=1e-3)
-    x = (torch.rand(batch_size, D) < 0.3).to(tdtype)
+    x = (torch.rand(batch_size, D, device=device) < 0.3).to(tdtype)
 
     def step():
         opt.zero_grad(set_to_none=False)
@@ -160,7 +163,7 @@ def torch_step(batch_size, dtype, threads, seed=0):
         kl = 0.5 * (logvar.exp() + mu * mu - 1 - logvar).sum()
         ((recon + kl) / batch_size).backward()
         opt.step()
-    return step
+    return step, (torch.cuda.synchronize if device == "cuda" else (lambda: None))
 
 
 def run(backend_name, dtype, batch_size, threads, seconds, rounds, compare_torch):
@@ -174,16 +177,19 @@ def run(backend_name, dtype, batch_size, threads, seconds, rounds, compare_torch
         else nullcontext()
     with limit:
         be = get_backend(backend_name, dtype=dtype, seed=0)
+        sync = lambda: _sync(be)                                  # noqa: E731
         (ours, split), gemm = minivae_step(be, batch_size, threads), gemm_step(be, batch_size)
-        theirs = torch_step(batch_size, dtype, threads) if compare_torch else None
-        for f in (ours, gemm) + ((theirs,) if theirs else ()):   # warm-up
-            _time_rounds(f, be, min(1.0, seconds / 4))
+        theirs, torch_sync = torch_step(
+            batch_size, dtype, threads, device="cuda" if be.name == "cupy" else "cpu") \
+            if compare_torch else (None, None)
+        for f, s in ((ours, sync), (gemm, sync)) + (((theirs, torch_sync),) if theirs else ()):
+            _time_rounds(f, s, min(1.0, seconds / 4))             # warm-up
         t_ours, t_gemm, t_torch = [], [], []
         for _ in range(rounds):                                   # alternate A, B, A, B, ...
-            t_ours += _time_rounds(ours, be, seconds / rounds)
+            t_ours += _time_rounds(ours, sync, seconds / rounds)
             if theirs:
-                t_torch += _time_rounds(theirs, be, seconds / rounds)
-            t_gemm += _time_rounds(gemm, be, seconds / (2 * rounds))
+                t_torch += _time_rounds(theirs, torch_sync, seconds / rounds)
+            t_gemm += _time_rounds(gemm, sync, seconds / (2 * rounds))
     med = statistics.median
     row = {"backend": backend_name, "dtype": dtype, "batch_size": batch_size, "threads": threads,
            "blas_kernel": blas_kernel() if backend_name == "numpy" else None, "split_batch": split,

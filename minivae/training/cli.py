@@ -97,7 +97,7 @@ KINDS = {"count": positive_int, "count0": non_negative_int, "positive": positive
 
 #: The settings every training script offers, in the order ``--help`` lists them.
 SHARED = ("backend", "dtype", "dataset", "data_dir", "download", "epochs", "batch_size",
-          "optimizer", "lr", "momentum", "seed", "out", "progress")
+          "optimizer", "lr", "momentum", "seed", "out", "overwrite", "progress")
 VAE_SETTINGS = SHARED + ("hidden", "latent_dim", "activation", "likelihood", "gaussian_logvar",
                          "binarize", "init", "posterior", "objective", "k", "beta",
                          "kl_warmup_epochs",

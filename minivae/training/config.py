@@ -115,6 +115,9 @@ class RunConfig:
                               kind="dir")
     progress: bool = setting(True, "no progress bar within epochs (there is none either when "
                              "stderr is not a terminal)", kind="switch", flag="--no-progress")
+    overwrite: bool = setting(False, "replace the checkpoint an earlier run left in --out; "
+                              "without it such a run stops before any work (--resume "
+                              "continues that run instead)", kind="switch")
 
     def _validate_shared(self) -> None:
         for name, options in (("backend", BACKENDS), ("dataset", DATASETS),
@@ -302,7 +305,7 @@ class VAEConfig(RunConfig):
 #: gradient sums differently from the serial one (a resumed run with
 #: ``threads=None`` takes the stored count).
 RESUME_MAY_CHANGE = ("epochs", "out", "progress", "save_every", "iw_samples", "backend",
-                     "data_dir", "download")
+                     "data_dir", "download", "overwrite")
 
 
 @dataclass

@@ -10,19 +10,32 @@ link, the link is replaced by the new file and whatever it pointed to is left
 untouched, so a figure is never written *through* a symlink.
 
 :func:`prepare_output_dir` runs before a training run does any work: it creates
-the directory, proves that a file can be written and renamed there, and removes
-the temporary files that a killed run's atomic writes left behind.
+the directory, proves that a file can be written and renamed there, checks that
+nothing in the way of a file the run will write is a directory, and removes the
+temporary files that a killed run's atomic writes left behind.
+:func:`claimed_output_dir` does that while holding an operating-system lock on
+the directory for the whole run, so a second run into a busy directory stops at
+once and touches nothing of the first; the lock goes with the process, however
+it ends.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: no lock
+    fcntl = None
+
 #: The name of the file :func:`prepare_output_dir` writes and removes to prove
 #: that the directory takes files.
 PROBE_NAME = ".minivae-write-test"
+#: The file whose lock marks a directory as in use by a run (it holds that run's pid).
+LOCK_NAME = ".minivae.lock"
 
 
 class OutputError(ValueError):
@@ -94,8 +107,10 @@ def prepare_output_dir(out, names=()) -> Path | None:
     nothing).  Raises :class:`OutputError` (a ValueError) naming the directory
     and the operating system's reason when ``out`` is a file, lies under a
     file, is not writable, or the disk is full.  ``names`` are the files the
-    run will write: temporary files that a killed earlier run left for them are
-    removed (see :func:`remove_orphaned_temporaries`).
+    run will write: one that exists and is not a file (a directory of that
+    name) is refused now rather than at the end of the run, and temporary files
+    that a killed earlier run left for them are removed (see
+    :func:`remove_orphaned_temporaries`).
     """
     check_output_path("out", out)
     if out is None:
@@ -112,4 +127,48 @@ def prepare_output_dir(out, names=()) -> Path | None:
     except OSError as exc:
         raise OutputError(f"cannot write into the output directory {str(path)!r}: "
                           f"{exc.strerror or exc}") from None
+    for name in names:
+        target = path / name
+        if target.exists() and not target.is_symlink() and not target.is_file():
+            raise OutputError(f"cannot write {name} into {str(path)!r}: {str(target)!r} exists "
+                              f"and is not a file; move it away or choose another --out")
     return path
+
+
+@contextlib.contextmanager
+def claimed_output_dir(out, names=()):
+    """:func:`prepare_output_dir` under a lock held for the ``with`` block: yields the Path.
+
+    The lock is ``flock`` on ``out/.minivae.lock``, taken without waiting: a
+    directory that another run holds raises :class:`OutputError` at once, naming
+    that run's pid, before anything in the directory is touched (not even its
+    temporary files, which may be that run's writes in flight).  The kernel
+    releases the lock when the holder's process ends, whatever ends it.
+    """
+    check_output_path("out", out)
+    if out is None:
+        yield None
+        return
+    path = Path(out).expanduser()
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"cannot write into the output directory {str(path)!r}: it exists "
+                          f"and is not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:
+        raise OutputError(f"cannot write into the output directory {str(path)!r}: "
+                          f"{exc.strerror or exc}") from None
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "a process"
+                raise OutputError(f"another run ({holder}) is writing into {str(path)!r}; wait "
+                                  f"for it to end or choose another --out") from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()}".encode(), 0)
+        yield prepare_output_dir(path, names)
+    finally:
+        os.close(fd)                                   # (releases the lock)

@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from pathlib import Path
 
 from .checkpoint import TrainingCheckpoint, read_training_checkpoint
 from .config import (RESUME_MAY_CHANGE, AEConfig, DAEConfig,
                      RunConfig, VAEConfig)
 from ..corruption import corrupt_fixed
 from ..data import DataError, Minibatches, binarize_fixed, check_images, load_dataset
-from .files import prepare_output_dir
+from .files import OutputError, claimed_output_dir
 from .fit import LastGood, TrainingDiverged, TrainingInterrupted, fit
 from .interrupts import interrupts_deferred
 from ..likelihoods import make_likelihood
@@ -113,14 +114,37 @@ def train_vae(config: VAEConfig | None = None, dataset=None, return_model: bool 
     writes; a resumed run with ``threads=None`` takes the stored count.
     """
     config = (config or VAEConfig()).validate()
-    out = prepare_output_dir(config.out, [CHECKPOINT_NAME, "metrics.json",
-                                          *figure_names(config.latent_dim)])
-    ckpt = source = None
+    ckpt = None
     if resume is not None:
         ckpt = resume if isinstance(resume, TrainingCheckpoint) else \
             read_training_checkpoint(resume)
-        source = repr(ckpt.path)
         config = resumed_config(config, ckpt)
+    names = [CHECKPOINT_NAME, "metrics.json", *figure_names(config.latent_dim)]
+    with claimed_output_dir(config.out, names) as out:
+        _keep_earlier_checkpoint(out, config, ckpt)
+        return _train_vae(config, out, dataset, return_model, ckpt)
+
+
+def _keep_earlier_checkpoint(out, config, ckpt=None) -> None:
+    """Refuse to start a run that would replace the checkpoint an earlier run left in ``out``.
+
+    Allowed: ``config.overwrite``, or resuming from that very file.  (A symbolic
+    link of that name is replaced, not written through, so it loses nothing.)
+    """
+    target = None if out is None else out / CHECKPOINT_NAME
+    if target is None or target.is_symlink() or not target.is_file() or config.overwrite:
+        return
+    if ckpt is not None and Path(ckpt.path).resolve() == target.resolve():
+        return
+    how = "continue that run with --resume {t}, replace it with --overwrite" \
+        if isinstance(config, VAEConfig) else "replace it with --overwrite"
+    raise OutputError(f"{str(target)!r} holds the checkpoint of an earlier run, which this run "
+                      f"would replace; {how.format(t=target)}, or choose another --out")
+
+
+def _train_vae(config, out, dataset, return_model, ckpt):
+    """:func:`train_vae` in its claimed output directory ``out`` (None: no files)."""
+    source = None if ckpt is None else repr(ckpt.path)
     backend = backend_for(config)
     data = _load_checked_data(config, dataset, unit_interval=config.likelihood == "bernoulli")
     check_vae_fits(config, backend, data.x_train.shape[1], len(data.x_train))
@@ -202,7 +226,13 @@ def train_autoencoder(config: AEConfig | None = None, dataset=None,
     ``config.out``; its checkpoint holds the weights only.
     """
     config = (config or AEConfig()).validate()
-    out = prepare_output_dir(config.out, AE_OUTPUT_FILES)
+    with claimed_output_dir(config.out, AE_OUTPUT_FILES) as out:
+        _keep_earlier_checkpoint(out, config)
+        return _train_autoencoder(config, out, dataset, return_model)
+
+
+def _train_autoencoder(config, out, dataset, return_model):
+    """:func:`train_autoencoder` in its claimed output directory ``out`` (None: no files)."""
     backend = backend_for(config)
     corruption = config.make_corruption()
     data = _load_checked_data(config, dataset,

@@ -468,5 +468,5 @@ def test_ctrl_c_before_the_first_epoch_says_so_and_names_an_earlier_checkpoint(t
     assert main_vae(["--out", str(tmp_path), "--no-progress"]) == 130
     assert capsys.readouterr().err == "\ninterrupted (SIGINT) before this run saved anything\n"
     save_checkpoint(tmp_path / "checkpoint.npz", VAE(784, 16, 2, backend=get_backend()))
-    assert main_vae(["--out", str(tmp_path), "--no-progress"]) == 130
+    assert main_vae(["--out", str(tmp_path), "--no-progress", "--overwrite"]) == 130
     assert "checkpoint.npz is as an earlier save left it" in capsys.readouterr().err

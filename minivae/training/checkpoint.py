@@ -99,8 +99,15 @@ def _read(path) -> tuple[dict, dict, dict]:
     """``(meta, params, optim_arrays)`` of the archive at ``path``, or CheckpointError."""
     path = Path(path)
     name = repr(str(path))
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {name} is a directory; name the file in it "
+                              f"({str(path / 'checkpoint.npz')!r} for a run's --out)")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {name} does not exist")
+    with open(path, "rb") as f:          # an .npz archive is a zip file: it starts PK\3\4
+        is_zip = f.read(4) == b"PK\x03\x04"
+    if not is_zip:
+        raise CheckpointError(f"{name} is not a minivae checkpoint (not an .npz archive)")
     try:
         z = np.load(path, allow_pickle=False)
         if not hasattr(z, "files"):   # a bare .npy array, not an archive

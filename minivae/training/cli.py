@@ -164,11 +164,11 @@ def vae_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", default=None, metavar="PATH",
                         help="continue the run stored in the checkpoint PATH (weights, "
                              "optimizer state, epoch, random-generator states) up to --epochs "
-                             "epochs in total, writing into --out. Settings not given on the "
-                             "command line are taken from the checkpoint; a given one that "
-                             "differs from it is an error, except --epochs, --out, "
-                             "--no-progress, --save-every, --iw-samples, --backend, --data-dir "
-                             "and --download")
+                             "epochs in total. Every setting not given on the command line is "
+                             "taken from the checkpoint (--out, --epochs, --data-dir and "
+                             "--iw-samples included); a given one that differs from it is an "
+                             "error, except --epochs, --out, --no-progress, --save-every, "
+                             "--iw-samples, --backend, --data-dir, --download and --overwrite")
     return parser
 
 

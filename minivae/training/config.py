@@ -129,6 +129,10 @@ class RunConfig:
         self.hidden = _checked_hidden(self.hidden)
         positive_number("lr", self.lr)
         check_output_path("out", self.out)
+        if self.dataset == "mnist5k" and (self.data_dir is not None or self.download):
+            raise ValueError(f"{'data_dir' if self.data_dir is not None else 'download'} is for "
+                             f"mnist and fashion-mnist; mnist5k ships inside minivae and reads "
+                             f"no directory (for full MNIST from a directory: dataset='mnist')")
 
     def to_json(self) -> dict:
         d = dataclasses.asdict(self)
@@ -223,6 +227,17 @@ class VAEConfig(RunConfig):
         if self.binarize is not None:
             return self.binarize
         return "dynamic" if self.likelihood == "bernoulli" else "none"
+
+    def defining(self) -> dict:
+        """The settings that define the run, defaults resolved: what two configs of one run share.
+
+        ``k`` None and 5 are one iwae run (and k means nothing to the elbo
+        objective); ``binarize`` None is the likelihood's default.
+        """
+        d = {k: v for k, v in self.to_json().items() if k not in RESUME_MAY_CHANGE}
+        d["k"] = self.resolved_k() if self.objective == "iwae" else None
+        d["binarize"] = self.resolved_binarize()
+        return d
 
     def likelihood_options(self, x_train) -> dict:
         r"""The keyword arguments of the Gaussian likelihood (empty for Bernoulli).

@@ -28,7 +28,10 @@ AE_OUTPUT_FILES = (CHECKPOINT_NAME, "metrics.json", "reconstructions.png", "loss
 def memory_use(backend) -> dict:
     """The run's memory, for metrics.json: the process's peak resident set (MiB).
 
-    ``peak_rss_mib`` is None where the OS does not report it (Windows); on CuPy
+    ``peak_rss_mib`` is the largest resident set size the process has had so
+    far (``getrusage``'s ``ru_maxrss``), sampled once the run's files, figures
+    included, are written: the whole run's peak.  It is None where the OS does
+    not report it (Windows); on CuPy
     ``gpu_pool_mib`` adds what CuPy's memory pool holds on the device.  The
     pool keeps freed blocks for reuse, so that is about the peak of the device
     arrays alive at once (not measured on a GPU yet).
@@ -95,10 +98,11 @@ def write_figures(out: Path, model, history: list, x_test_host, y_test, image_sh
 
 def write_autoencoder_outputs(out: Path, model, metrics: dict, x_test_host, x_test_tilde_host,
                               image_shape) -> None:
-    """Write metrics.json, reconstructions.png and loss.png into ``out``.
+    """Write reconstructions.png and loss.png, then metrics.json, into ``out``.
 
     (checkpoint.npz is written by :func:`minivae.training.train.train_autoencoder`
-    before the final evaluation.)
+    before the final evaluation.)  The memory is sampled after the figures,
+    so it is the run's peak (:func:`memory_use`).
 
     reconstructions.png shows 10 test digits: clean above their reconstructions
     for the autoencoder; clean, corrupted (x̃) and the reconstruction of x̃ for
@@ -107,7 +111,6 @@ def write_autoencoder_outputs(out: Path, model, metrics: dict, x_test_host, x_te
     from . import plots
 
     backend = model.backend
-    write_metrics(out, metrics)
     x = x_test_host[:10]
     if x_test_tilde_host is None:
         rows = [x, backend.to_numpy(model.reconstruct(x))]
@@ -124,3 +127,5 @@ def write_autoencoder_outputs(out: Path, model, metrics: dict, x_test_host, x_te
     plots.plot_curves(metrics["history"], keys, out / "loss.png",
                       ylabel=f"squared error per example (sum over {model.input_dim} pixels)",
                       title="the cost L = mean over examples of ‖x − x̂‖²")
+    metrics["memory"] = memory_use(backend)
+    write_metrics(out, metrics)

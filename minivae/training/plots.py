@@ -147,18 +147,25 @@ def pca_2d(a):
     centred = a - a.mean(axis=0)
     _, s, vt = np.linalg.svd(centred, full_matrices=False)
     var = s * s
-    return centred @ vt[:2].T, var[:2] / var.sum()
+    coords = np.zeros((len(a), 2))               # fewer than 2 axes (one point): zeros
+    coords[:, :min(2, len(vt))] = centred @ vt[:2].T
+    explained = np.zeros(2)
+    if var.sum() > 0:
+        explained[:min(2, len(var))] = var[:2] / var.sum()
+    return coords, explained
 
 
 def plot_latent_scatter(mu, labels, path, title=None):
     """Scatter the posterior means μ(x) of test digits, one colour per label.
 
-    ``mu`` is (n, latent_dim) on the host, ``labels`` (n,) integer classes.
-    A 2-D latent is drawn as it is; a wider one by its first two principal
-    components (:func:`pca_2d`); a 1-D one against the label (jittered).
+    ``mu`` is (n, latent_dim) on the host, ``labels`` (n,) integer classes, or
+    None for data without labels (one colour, no legend).  A 2-D latent is
+    drawn as it is; a wider one by its first two principal components
+    (:func:`pca_2d`); a 1-D one against the label (jittered).
     """
     mu = np.asarray(mu, dtype=np.float64)
-    labels = np.asarray(labels)
+    labelled = labels is not None
+    labels = np.asarray(labels) if labelled else np.zeros(len(mu), dtype=int)
     if mu.ndim != 2 or len(mu) != len(labels):
         raise ValueError(f"mu must be (n, latent_dim) with one label per row; got mu of shape "
                          f"{mu.shape} and {len(labels)} labels")
@@ -178,8 +185,9 @@ def plot_latent_scatter(mu, labels, path, title=None):
         sel = labels == c
         ax.scatter(xy[sel, 0], xy[sel, 1], s=7, alpha=0.75, color=cmap(i % 10), label=str(c),
                    linewidths=0)
-    ax.legend(title="digit", markerscale=2.5, fontsize=8, title_fontsize=9, loc="center left",
-              bbox_to_anchor=(1.01, 0.5), frameon=False)
+    if labelled:
+        ax.legend(title="digit", markerscale=2.5, fontsize=8, title_fontsize=9,
+                  loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     ax.set_xlabel(axis_labels[0], fontsize=9)
     ax.set_ylabel(axis_labels[1], fontsize=9)
     ax.grid(alpha=0.25)

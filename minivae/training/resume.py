@@ -67,33 +67,37 @@ def take_snapshot(model, optimizer, batches, epoch: int, history: list) -> Snaps
              "shuffle": batches.shuffle_state})
 
 
-def save_training_checkpoint(path: Path, model, config, snap: Snapshot, data_sizes) -> Path:
+def save_training_checkpoint(path: Path, model, config, snap: Snapshot, dataset: str,
+                             data_sizes) -> Path:
     """Write the resumable checkpoint of ``snap`` (see :mod:`minivae.training.checkpoint` for the format)."""
     training = {"epoch": snap.epoch, "history": snap.history,
                 "optimizer": {"name": config.optimizer},
                 "rng": snap.rng, "data": {"n_train": data_sizes[0], "n_test": data_sizes[1]}}
-    return save_checkpoint(path, model, extra={"train_config": config.to_json()},
+    return save_checkpoint(path, model, extra={"train_config": config.to_json(),
+                                               "dataset": dataset},
                            params=snap.params, optimizer_state=snap.optimizer_state,
                            training=training)
 
 
-def save_weights(path: Path, model, config, snap: Snapshot) -> Path:
+def save_weights(path: Path, model, config, snap: Snapshot, dataset: str) -> Path:
     """Write the weights of ``snap`` only (the checkpoint of an autoencoder run)."""
     return save_checkpoint(path, model, params=snap.params,
-                           extra={"train_config": config.to_json()})
+                           extra={"train_config": config.to_json(), "dataset": dataset})
 
 
 def resumed_config(config, ckpt, given=None):
     """The config of the run that continues ``ckpt``, or CheckpointError saying why it cannot.
 
     The one place a resumed run's settings are worked out.  ``ckpt`` is a read
-    :class:`~minivae.training.checkpoint.TrainingCheckpoint`.  The settings of
-    :data:`RESUME_MAY_CHANGE` come from ``config``; every other setting defines
-    the run and is the stored one: with ``given`` (the names a command line
-    wrote) a setting not given is taken from the checkpoint; without it
-    (a library call) all of ``config`` counts as given.  A given setting that
-    differs from the stored one is refused, and so is ``threads=None`` unless
-    the stored count fills it.
+    :class:`~minivae.training.checkpoint.TrainingCheckpoint`.  With ``given``
+    (the names a command line wrote) every setting not given is the stored one,
+    those of :data:`RESUME_MAY_CHANGE` included (the data directory, the
+    importance samples, the save interval of the run continue as they were),
+    but ``overwrite``, a permission of this command only; without ``given`` (a
+    library call) all of ``config`` counts as given.  A given setting outside
+    :data:`RESUME_MAY_CHANGE` must define the same run as the stored one
+    (:meth:`VAEConfig.defining`: ``k`` 5 is the default ``k``), and
+    ``threads=None`` takes the stored count.
     """
     source = repr(ckpt.path)
     if ckpt.meta.get("model") != "VAE":
@@ -103,13 +107,13 @@ def resumed_config(config, ckpt, given=None):
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{source}: the stored training config is not valid "
                               f"({exc})") from None
-    fixed = [f.name for f in dataclasses.fields(VAEConfig) if f.name not in RESUME_MAY_CHANGE]
-    taken = {k: getattr(stored, k) for k in fixed if given is not None and k not in given}
+    taken = {f.name: getattr(stored, f.name) for f in dataclasses.fields(VAEConfig)
+             if given is not None and f.name not in given and f.name != "overwrite"}
     if config.threads is None and stored.threads is not None:
         taken["threads"] = stored.threads      # the split step's sums: keep the stored T
     config = dataclasses.replace(config, **taken)
-    asked, kept = config.to_json(), stored.to_json()
-    differ = [f"{k} (stored {kept[k]!r}, asked {asked[k]!r})" for k in fixed
+    asked, kept = config.defining(), stored.defining()
+    differ = [f"{k} (stored {kept[k]!r}, asked {asked[k]!r})" for k in kept
               if kept[k] != asked[k]]
     if differ:
         raise CheckpointError(

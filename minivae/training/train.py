@@ -29,6 +29,8 @@ import dataclasses
 import functools
 from pathlib import Path
 
+import numpy as np
+
 from .checkpoint import TrainingCheckpoint, read_training_checkpoint
 from .config import (RESUME_MAY_CHANGE, AEConfig, DAEConfig,
                      RunConfig, VAEConfig)
@@ -72,6 +74,11 @@ def _load_checked_data(config, dataset, unit_interval: bool):
         if getattr(data, name).shape[0] == 0:
             raise DataError(f"{name} of {data.name!r} has no examples; a run needs at least "
                             f"one training and one test example")
+    width, pixels = data.x_train.shape[1], int(np.prod(data.image_shape))
+    if pixels != width:        # the figures reshape rows into images: know it before training
+        raise DataError(f"{data.name!r} has {width} values per example, but its image_shape "
+                        f"{tuple(data.image_shape)} holds {pixels}; give the Dataset the "
+                        f"image_shape of its rows")
     return data
 
 
@@ -169,14 +176,14 @@ def _train_vae(config, out, dataset, return_model, ckpt):
     if ckpt is not None:
         start, history = restore(model, optimizer, batches, ckpt, config, sizes[0], source)
     print(f"minivae: {model.num_params():,} parameters, {sizes[0]} training and "
-          f"{sizes[1]} test examples of {config.dataset}, {backend}", flush=True)
+          f"{sizes[1]} test examples of {data.name}, {backend}", flush=True)
     if ckpt is not None:
         print(f"resuming {source} after epoch {start} of {config.epochs}", flush=True)
 
     step = VAEStep(model, config, x_test, len(batches), splitter_for(config, model)) \
         if config.objective == "elbo" else IWAEStep(model, config, x_test, len(batches))
-    save = _saver(out, lambda path, snap: save_training_checkpoint(path, model, config, snap,
-                                                                   sizes))
+    save = _saver(out, lambda path, snap: save_training_checkpoint(
+        path, model, config, snap, data.name, sizes))
 
     snapshot = functools.partial(take_snapshot, model, optimizer, batches)   # (epoch, history)
 
@@ -186,13 +193,15 @@ def _train_vae(config, out, dataset, return_model, ckpt):
                       save=save if out is not None else None, save_every=config.save_every)
         if out is not None:
             save(last.snapshot)          # before the final evaluation, which may be long
-        metrics = {"config": config.to_json(), "history": history,
-                   "test": step.final_metrics(), "memory": memory_use(backend)}
+        metrics = {"config": config.to_json(), "dataset": data.name, "history": history,
+                   "test": step.final_metrics()}
         if ckpt is not None:
             metrics["resumed_from"] = {"checkpoint": ckpt.path, "epoch": start}
         if out is not None:
-            write_metrics(out, metrics)
             write_figures(out, model, history, x_test_host, data.y_test, data.image_shape)
+        metrics["memory"] = memory_use(backend)       # after the figures: the run's peak
+        if out is not None:
+            write_metrics(out, metrics)
     return (metrics, model) if return_model else metrics
 
 
@@ -257,10 +266,10 @@ def _train_autoencoder(config, out, dataset, return_model):
     kind = "autoencoder" if corruption is None else \
         f"denoising autoencoder ({corruption.describe()})"
     print(f"minivae: {kind}, {model.num_params():,} parameters, {len(data.x_train)} training "
-          f"and {len(data.x_test)} test examples of {config.dataset}, {backend}", flush=True)
+          f"and {len(data.x_test)} test examples of {data.name}, {backend}", flush=True)
 
     step = AEStep(model, config, x_test, x_test_tilde)
-    save = _saver(out, lambda path, snap: save_weights(path, model, config, snap))
+    save = _saver(out, lambda path, snap: save_weights(path, model, config, snap, data.name))
 
     snapshot = functools.partial(take_snapshot, model, optimizer, batches)   # (epoch, history)
 
@@ -269,9 +278,11 @@ def _train_autoencoder(config, out, dataset, return_model):
                       progress=config.progress)
         if out is not None:
             save(last.snapshot)          # before the final evaluation
-        metrics = {"config": config.to_json(), "history": history,
-                   "test": step.final_metrics(), "memory": memory_use(backend)}
+        metrics = {"config": config.to_json(), "dataset": data.name, "history": history,
+                   "test": step.final_metrics()}
         if out is not None:
             write_autoencoder_outputs(out, model, metrics, x_test_host, x_test_tilde_host,
-                                      data.image_shape)
+                                      data.image_shape)           # (samples the memory last)
+        else:
+            metrics["memory"] = memory_use(backend)
     return (metrics, model) if return_model else metrics

@@ -109,3 +109,125 @@ def test_a_directory_in_the_way_of_a_file_is_refused_before_training(tmp_path, c
     err = capsys.readouterr().err
     assert "checkpoint.npz" in err and "is not a file" in err
     assert time.perf_counter() - t0 < 20 and not (tmp_path / "metrics.json").exists()
+
+
+def _fake_mnist_dir(tmp_path):
+    from idx_files import fake_mnist, write_fake_dir
+    return write_fake_dir(tmp_path / "mnist", fake_mnist(n_train=600, n_test=50))
+
+
+def test_the_printed_resume_command_resumes_the_same_run(tmp_path, capsys, monkeypatch):
+    """Interrupted with --dataset mnist --data-dir D --iw-samples 20 --save-every 1: the hint,
+    pasted as printed, finds the data and keeps the evaluation and save settings."""
+    import minivae.training.steps as steps
+
+    data = _fake_mnist_dir(tmp_path)
+    out = tmp_path / "H"
+    original, calls = steps.VAEStep.end_epoch, []
+
+    def interrupt_in_epoch_2(self, epoch):
+        calls.append(epoch)
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return original(self, epoch)
+
+    monkeypatch.setattr(steps.VAEStep, "end_epoch", interrupt_in_epoch_2)
+    assert main_vae(["--dataset", "mnist", "--data-dir", str(data), "--iw-samples", "20",
+                     "--save-every", "1", "--epochs", "3", "--out", str(out), *SMALL]) == 130
+    monkeypatch.undo()
+    hint = capsys.readouterr().err.strip().splitlines()[-1]
+    command = shlex.split(hint.split("continue with: ", 1)[1])
+    assert command[:2] == ["python", "examples/train_vae.py"]
+    assert main_vae(command[2:]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["config"]["iw_samples"] == 20 and "iw_nll" in metrics["test"]
+    assert metrics["config"]["save_every"] == 1 and metrics["config"]["data_dir"] == str(data)
+    assert metrics["dataset"] == "mnist" and len(metrics["history"]) == 3
+
+
+def test_data_dir_with_the_embedded_digits_is_refused(tmp_path, capsys):
+    for flags in (["--data-dir", str(tmp_path)], ["--download"]):
+        assert main_vae(["--epochs", "1", "--out", str(tmp_path / "r"), *flags, *SMALL]) == 2
+        err = capsys.readouterr().err
+        assert "mnist5k ships inside minivae" in err and "dataset='mnist'" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_resuming_with_the_default_k_written_out_is_no_conflict(tmp_path, capsys):
+    out = tmp_path / "r"
+    base = ["--objective", "iwae", "--threads", "1", *SMALL]
+    assert main_vae(["--epochs", "1", "--out", str(out), *base]) == 0
+    ckpt = str(out / "checkpoint.npz")
+    assert main_vae(["--resume", ckpt, "--epochs", "2", "--k", "5", "--out", str(out),
+                     "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main_vae(["--resume", ckpt, "--epochs", "3", "--k", "4", "--out", str(out),
+                     "--no-progress"]) == 2
+    assert "k (stored 5, asked 4)" in capsys.readouterr().err
+
+
+def test_metrics_report_the_peak_memory_of_the_whole_run(tmp_path, monkeypatch):
+    """Sampled after the figures: a figure that takes memory shows in metrics.json."""
+    import minivae.training.outputs as outputs
+    from minivae.data import load_dataset
+    from minivae.training.train import VAEConfig, train_vae
+
+    original, held = outputs.write_figures, []
+
+    def hungry_figures(*args, **kwargs):
+        held.append(np.ones(60 * 2 ** 20 // 8))          # 60 MiB, touched
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr("minivae.training.train.write_figures", hungry_figures)
+    ds = load_dataset("mnist5k")
+    config = VAEConfig(epochs=1, hidden=(32,), latent_dim=2, progress=False, out=str(tmp_path))
+    metrics = train_vae(config, dataset=ds)
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    assert written["memory"] == metrics["memory"]
+    import resource
+    peak_now = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    assert metrics["memory"]["peak_rss_mib"] >= peak_now - 1      # nothing came after it
+
+
+def test_a_custom_dataset_is_recorded_checked_and_drawn_without_labels(tmp_path):
+    from minivae.data import Dataset
+    from minivae.training.checkpoint import read_checkpoint
+    from minivae.training.train import DataError, VAEConfig, train_vae
+
+    rng = np.random.default_rng(0)
+    x = rng.random((200, 1000)).astype(np.float32)
+    config = VAEConfig(epochs=1, hidden=(16,), latent_dim=3, progress=False,
+                       out=str(tmp_path / "a"))
+    with pytest.raises(DataError, match=r"1000 values per example, but its image_shape \(28, 28\)"):
+        train_vae(config, dataset=Dataset("custom", x[:150], None, x[150:], None))
+    assert not (tmp_path / "a" / "checkpoint.npz").exists()       # before any training
+    metrics = train_vae(config, dataset=Dataset("custom", x[:150], None, x[150:], None,
+                                                image_shape=(25, 40)))
+    assert metrics["dataset"] == "custom"
+    assert read_checkpoint(tmp_path / "a" / "checkpoint.npz")[0]["extra"]["dataset"] == "custom"
+    assert (tmp_path / "a" / "latent_scatter.png").stat().st_size > 1000
+
+
+def test_a_one_image_test_split_with_a_wide_latent_draws_its_scatter(tmp_path):
+    from minivae.data import Dataset, load_dataset
+    from minivae.training.train import VAEConfig, train_vae
+
+    ds = load_dataset("mnist5k")
+    one = Dataset("mnist5k", ds.x_train[:300], ds.y_train[:300], ds.x_test[:1], ds.y_test[:1])
+    config = VAEConfig(epochs=1, hidden=(16,), latent_dim=4, progress=False, out=str(tmp_path))
+    train_vae(config, dataset=one)
+    assert (tmp_path / "latent_scatter.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("what", ["directory", "png"])
+def test_resume_from_a_directory_or_an_image_says_what_it_is(tmp_path, capsys, what):
+    target = tmp_path / "d"
+    if what == "directory":
+        target.mkdir()
+    else:
+        target.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    assert main_vae(["--resume", str(target), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    expected = "is a directory; name the file in it" if what == "directory" else \
+        "is not a minivae checkpoint (not an .npz archive)"
+    assert expected in err and "pickled" not in err

@@ -140,8 +140,11 @@ def test_checkpoint_errors(tmp_path, small_digits):
     with pytest.raises(CheckpointError, match="does not exist"):
         load_vae(tmp_path / "nope.npz")
     (tmp_path / "junk.npz").write_bytes(b"not a zip file")
-    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+    with pytest.raises(CheckpointError, match=r"not a minivae checkpoint \(not an .npz archive\)"):
         load_vae(tmp_path / "junk.npz")
+    (tmp_path / "cut.npz").write_bytes(b"PK\x03\x04" + b"\0" * 40)      # a zip, cut short
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        load_vae(tmp_path / "cut.npz")
     from minivae.backend import get_backend
     from minivae.models.vae import VAE
 

@@ -60,7 +60,7 @@ def take_snapshot(model, optimizer, batches, epoch: int, history: list) -> Snaps
         params={k: _host_copy(be, v) for k, v in model.params.items()},
         optimizer_state={k: v if _is_number(v) else _host_copy(be, v)
                          for k, v in optimizer.state_dict().items()},
-        history=list(history),
+        history=[dict(h) for h in history],   # its own entries: the loop appends on
         # backend.rng draws every ε, dynamic binarization and evaluation sample;
         # the Minibatches generator draws each epoch's order.
         rng={"backend": be.name, "backend_rng": _generator_state(be.rng),

@@ -220,6 +220,10 @@ def _check_training_state(name: str, t: dict, train_config) -> None:
         fail(f"history must be a list of per-epoch objects, found {type(history).__name__}")
     if len(history) != t["epoch"]:
         fail(f"history has {len(history)} entries for {t['epoch']} epochs")
+    for i, h in enumerate(history):
+        if h.get("epoch") != i + 1:
+            fail(f"history entry {i} is not the metrics of epoch {i + 1} (its epoch is "
+                 f"{h.get('epoch')!r})")
     optimizer = t["optimizer"]
     if not isinstance(optimizer, dict) or not isinstance(optimizer.get("scalars", {}), dict):
         fail(f"optimizer must be an object with a 'scalars' object, found {optimizer!r}")
@@ -228,9 +232,45 @@ def _check_training_state(name: str, t: dict, train_config) -> None:
             fail(f"optimizer scalar {k!r} must be a non-negative integer, found {v!r}")
     if not isinstance(t["rng"], dict):
         fail(f"rng must be a JSON object, found {type(t['rng']).__name__}")
+    for key in ("shuffle", "backend_rng"):
+        state = t["rng"].get(key)
+        if state is None and key == "backend_rng":      # a CuPy run's: not saved, reseeded
+            continue
+        reason = _generator_state_problem(state)
+        if reason is not None:
+            fail(f"the random generator state {key!r} is not valid ({reason})")
     data = t.get("data", {})
     if not isinstance(data, dict) or not all(_is_count(v) for v in data.values()):
         fail(f"data must map names to example counts, found {data!r}")
+
+
+def _generator_state_problem(state):
+    """None when ``state`` is a NumPy bit generator's state that can be set, else why not."""
+    if not isinstance(state, dict):
+        return f"found {type(state).__name__}"
+    kind = getattr(np.random, str(state.get("bit_generator")), None)
+    if not (isinstance(kind, type) and issubclass(kind, np.random.BitGenerator)):
+        return f"unknown bit generator {state.get('bit_generator')!r}"
+    try:
+        kind().state = state                          # what resuming will do, on a throwaway
+    except (TypeError, ValueError, KeyError, OverflowError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def unfit_for_dtype(arrays: dict, dtype):
+    """``(name, largest |value|)`` of the first array whose values overflow ``dtype``, or None.
+
+    float64 values such as 1e300 become Inf in float32: a model must not be
+    loaded holding them.
+    """
+    limit = float(np.finfo(dtype).max)
+    for name, a in arrays.items():
+        if np.asarray(a).size and np.issubdtype(np.asarray(a).dtype, np.floating):
+            biggest = float(np.abs(a).max())
+            if biggest > limit:
+                return name, biggest
+    return None
 
 
 def load_optimizer_state(optimizer, state: dict, backend, source: str = "checkpoint") -> None:
@@ -269,6 +309,11 @@ def load_params(model, params: dict, source: str = "checkpoint") -> None:
         if tuple(params[k].shape) != tuple(p.shape):
             raise CheckpointError(f"{source} does not fit this model: {k} has shape "
                                   f"{tuple(params[k].shape)}, the model expects {tuple(p.shape)}")
+    bad = unfit_for_dtype(params, model.backend.dtype)
+    if bad is not None:
+        raise CheckpointError(f"{source}: {bad[0]} holds {bad[1]:.3g}, which does not fit the "
+                              f"model's {model.backend.dtype.name}")
+    for k, p in model.params.items():
         p[...] = model.backend.to_device(params[k], dtype=p.dtype)
 
 

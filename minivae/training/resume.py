@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import CheckpointError, load_optimizer_state, load_params, save_checkpoint
+from .checkpoint import (CheckpointError, load_optimizer_state, load_params, save_checkpoint,
+                         unfit_for_dtype)
 from .config import RESUME_MAY_CHANGE, VAEConfig
 
 
@@ -120,6 +121,12 @@ def resumed_config(config, ckpt, given=None):
             f"{source} was trained with other settings: {', '.join(differ)}. A resumed run "
             f"keeps the stored settings (only {', '.join(RESUME_MAY_CHANGE)} may change); "
             f"drop the conflicting settings or start a new run")
+    bad = unfit_for_dtype({**ckpt.params, **{f"optimizer {k}": v for k, v in
+                                             ckpt.optimizer_state.items() if hasattr(v, "dtype")}},
+                          config.dtype)
+    if bad is not None:
+        raise CheckpointError(f"{source}: {bad[0]} holds {bad[1]:.3g}, which does not fit the "
+                              f"run's {config.dtype}")
     done = ckpt.training["epoch"]
     if config.epochs < done:
         raise ValueError(f"epochs must be at least the {done} epochs {source} has already "

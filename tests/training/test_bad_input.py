@@ -206,6 +206,16 @@ CRAFTED = {
                         "the metadata entry 'extra' must be a JSON object, found list"),
     "train_config is a string": (lambda m: m["extra"].update(train_config="x"),
                                  "train_config must be a JSON object"),
+    # issue 19, item 9: these three gave tracebacks (OverflowError; KeyError after training)
+    "a negative generator state": (
+        lambda m: m["training"]["rng"]["backend_rng"]["state"].update(state=-5),
+        "the random generator state 'backend_rng' is not valid"),
+    "an unknown bit generator": (
+        lambda m: m["training"]["rng"]["shuffle"].update(bit_generator="Nope"),
+        "the random generator state 'shuffle' is not valid .unknown bit generator 'Nope'"),
+    "history entries without their epoch": (
+        lambda m: m["training"].update(history=[{}, {}]),
+        "history entry 0 is not the metrics of epoch 1"),
 }
 
 
@@ -220,6 +230,27 @@ def test_crafted_training_metadata_is_refused_with_a_sentence(trained_checkpoint
                      "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err
+
+
+def test_values_that_overflow_the_runs_dtype_are_refused_before_any_work(trained_checkpoint,
+                                                                         tmp_path, capsys):
+    """float64 1e300 in a checkpoint becomes Inf in float32: refused when read, not loaded."""
+    with np.load(trained_checkpoint) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["param/decoder.0.W"] = arrays["param/decoder.0.W"].astype(np.float64)
+    arrays["param/decoder.0.W"][0, 0] = 1e300
+    path = tmp_path / "big.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(CheckpointError, match="decoder.0.W holds 1e.300, which does not fit the "
+                                              "model's float32"):
+        load_vae(path)
+    assert main_vae(["--resume", str(path), "--epochs", "3", "--no-progress",
+                     "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "which does not fit the run's float32" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()                 # before any work
+    assert load_vae(path, get_backend("numpy", dtype="float64")).params["decoder.0.W"][0, 0] \
+        == 1e300                                            # float64 holds it
 
 
 def test_a_crafted_model_config_is_refused_before_allocating(trained_checkpoint, tmp_path):

@@ -222,3 +222,19 @@ def test_the_example_writes_its_figure_and_numbers(tmp_path, capsys):
             assert (d["tril_q"] == 0) == (family == "diagonal")
     out = capsys.readouterr().out
     assert "ELBO+KL−log p(x)" in out and "side by side" not in out and "full q" in out
+
+
+def test_the_examples_convergence_check_always_uses_another_grid(tmp_path):
+    """--grid 30 checked the grid against itself (max(30, 20) = 30): a change of exactly 0."""
+    import json
+    import runpy
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "examples" / "approximate_inference.py"
+    ns = runpy.run_path(str(script), run_name="approximate_inference")
+    sizes = {n: ns["check_grid_size"](n) for n in range(30, ns["MAX_GRID"] + 1)}
+    assert all(m < n for n, m in sizes.items()) and sizes[30] == 20 and sizes[45] == 30
+    assert ns["main"](["--epochs", "1", "--digits", "1", "--grid", "30", "--posterior",
+                       "diagonal", "--out", str(tmp_path)]) == 0
+    d = json.loads((tmp_path / "numbers.json").read_text())["runs"]["diagonal"]["digits"][0]
+    assert d["grid_change_log_px"] != 0.0

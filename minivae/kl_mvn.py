@@ -111,6 +111,9 @@ def _broadcast_mvn(mu1, A1, mu2, A2, names):
         if mu.ndim < 1:
             raise ValueError(f"{n} must have shape (..., d), got {mu.shape}")
     d = mu1.shape[-1]
+    if d == 0:
+        raise ValueError(f"{m1} has shape {mu1.shape}: a Gaussian needs at least one "
+                         f"dimension (d ≥ 1)")
     for n, a in ((a1, A1), (a2, A2)):
         if a.ndim < 2 or a.shape[-1] != d or a.shape[-2] != d:
             raise ValueError(f"{n} must have shape (..., {d}, {d}) to match {m1} of shape "
@@ -268,6 +271,9 @@ def _std_factor(mu, C, xp, check: bool):
     if mu.ndim < 1 or C.ndim < 2 or C.shape[-2:] != (mu.shape[-1],) * 2:
         raise ValueError(f"mu must be (..., d) and C (..., d, d) with the same d, got shapes "
                          f"{mu.shape} and {C.shape}")
+    if mu.shape[-1] == 0:
+        raise ValueError(f"mu has shape {mu.shape}: a Gaussian needs at least one dimension "
+                         f"(d ≥ 1)")
     if check and bool((_diagonal(C) == 0).any()):
         raise ValueError("C has a zero on its diagonal: C Cᵀ is singular")
     return mu, _tril(C)

@@ -59,6 +59,9 @@ def real_array(name, a, xp):
     a = xp.asarray(a)
     if a.dtype.kind not in "biuf":
         raise ValueError(f"{name} must hold real numbers, got dtype {a.dtype}")
+    if a.dtype.kind == "f" and a.dtype.itemsize < 4:
+        raise ValueError(f"{name} is {a.dtype}: minivae computes in float32 or float64 "
+                         f"(cast it with .astype('float32'))")
     return a if a.dtype.kind == "f" else a.astype(np.float64)
 
 

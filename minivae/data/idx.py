@@ -195,6 +195,8 @@ def _idx_split(images_path, labels_path) -> tuple[np.ndarray, np.ndarray]:
                         f"found {images.dtype} {images.shape}")
     if labels.ndim != 1:
         raise DataError(f"{labels_path}: expected a 1-D label vector, found shape {labels.shape}")
+    if labels.dtype.kind not in "iu":     # floats: NaN would become -2**63, 3.7 would become 3
+        raise DataError(f"{labels_path}: labels must be stored as integers, found {labels.dtype}")
     if len(images) != len(labels):
         raise DataError(f"{images_path} holds {len(images)} images but {labels_path} "
                         f"holds {len(labels)} labels")

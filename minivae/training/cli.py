@@ -22,6 +22,7 @@ import argparse
 import dataclasses
 import math
 import sys
+import warnings
 from pathlib import Path
 
 from ..backend import BackendError
@@ -172,12 +173,44 @@ def vae_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _negative_values_joined(parser, argv) -> list:
+    """``argv`` with ``--flag -1e5`` written ``--flag=-1e5`` for flags that take a value.
+
+    argparse reads a token that starts with ``-`` as an option unless it looks like a plain
+    negative number (``-3``, ``-0.5``), so ``--gaussian-logvar -1e5`` would be refused.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    joined, i = [], 0
+    while i < len(argv):
+        action = parser._option_string_actions.get(argv[i])
+        if action is not None and action.nargs is None and i + 1 < len(argv) \
+                and argv[i + 1].startswith("-") and _is_number(argv[i + 1]):
+            joined.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+            continue
+        joined.append(argv[i])
+        i += 1
+    return joined
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _parse(parser, argv):
+    return parser.parse_args(_negative_values_joined(parser, argv))
+
+
 def _given_flags(argv) -> set:
     """The destinations of the flags actually written on the command line (not defaults)."""
     probe = vae_parser()
     for action in probe._actions:  # a flag left out then sets nothing in the namespace
         action.default = argparse.SUPPRESS
-    return set(vars(probe.parse_args(argv)))
+    return set(vars(_parse(probe, argv)))
 
 
 def run_guarded(train, out, resume_hint=None):
@@ -195,7 +228,10 @@ def run_guarded(train, out, resume_hint=None):
         return None, 2
 
     try:
-        with sigterm_as_interrupt():
+        # NumPy's overflow warnings (with file paths) would print before the one-line error
+        # of a run that diverges; the run's own checks say what went wrong and where
+        with sigterm_as_interrupt(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
             return train(), 0
     except (ValueError, BackendError, CheckpointError, TrainingDiverged) as exc:
         return error(exc)
@@ -229,7 +265,7 @@ def main_vae(argv=None) -> int:
     from .resume import resumed_config
     from .train import figure_names, train_vae
 
-    args = vae_parser().parse_args(argv)
+    args = _parse(vae_parser(), argv)
     config = config_from_args(VAEConfig, args)
 
     def train():
@@ -322,9 +358,9 @@ def _run_autoencoder(config) -> int:
 
 def main_autoencoder(argv=None) -> int:
     from .config import AEConfig
-    return _run_autoencoder(config_from_args(AEConfig, autoencoder_parser().parse_args(argv)))
+    return _run_autoencoder(config_from_args(AEConfig, _parse(autoencoder_parser(), argv)))
 
 
 def main_denoising(argv=None) -> int:
     from .config import DAEConfig
-    return _run_autoencoder(config_from_args(DAEConfig, denoising_parser().parse_args(argv)))
+    return _run_autoencoder(config_from_args(DAEConfig, _parse(denoising_parser(), argv)))

@@ -294,6 +294,11 @@ class VAEConfig(RunConfig):
             if isinstance(self.gaussian_logvar, bool) or not np.isfinite(self.gaussian_logvar):
                 raise ValueError(f"gaussian_logvar must be a finite number, got "
                                  f"{self.gaussian_logvar!r}")
+            limit = float(np.log(np.finfo(self.dtype).max))   # e^s or e^−s would overflow
+            if abs(self.gaussian_logvar) >= limit:
+                raise ValueError(f"gaussian_logvar={self.gaussian_logvar:g} fixes σ² = "
+                                 f"e^{self.gaussian_logvar:g}, and σ² or 1/σ² overflows "
+                                 f"{self.dtype}: |log σ²| must stay below {limit:.1f}")
         return self
 
     def to_json(self) -> dict:

@@ -60,7 +60,11 @@ class VAEStep:
         model.for_training()            # grads written, not added; the data was checked once
         self.model, self.config, self.x_test = model, config, x_test
         self.steps_per_epoch, self.splitter = steps_per_epoch, splitter
-        self.hint = (f"try a smaller learning rate than {config.lr}"
+        fixed = config.likelihood == "gaussian" and config.gaussian_logvar is not None
+        self.hint = ((f"the fixed --gaussian-logvar {config.gaussian_logvar:g} sets σ² = "
+                      f"e^{config.gaussian_logvar:g}: try one nearer the data's scale, or learn "
+                      f"it (leave --gaussian-logvar out); else " if fixed else "")
+                     + f"try a smaller learning rate than {config.lr}"
                      + (f" or beta than {config.beta}" if config.beta != 1 else "")
                      + " or dtype float64")
 

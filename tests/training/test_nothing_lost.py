@@ -231,3 +231,54 @@ def test_resume_from_a_directory_or_an_image_says_what_it_is(tmp_path, capsys, w
     expected = "is a directory; name the file in it" if what == "directory" else \
         "is not a minivae checkpoint (not an .npz archive)"
     assert expected in err and "pickled" not in err
+
+
+def test_negative_numbers_parse_as_values_and_an_overflowing_fixed_variance_is_named(
+        tmp_path, capsys):
+    assert main_vae(["--likelihood", "gaussian", "--gaussian-logvar", "-1e5", "--out",
+                     str(tmp_path / "a"), *SMALL]) == 2
+    err = capsys.readouterr().err
+    assert "expected one argument" not in err
+    assert err.strip() == ("error: gaussian_logvar=-100000 fixes σ² = e^-100000, and σ² or 1/σ² "
+                           "overflows float32: |log σ²| must stay below 88.7")
+    # a value that trains but diverges: the hint names the setting before the learning rate
+    assert main_vae(["--likelihood", "gaussian", "--gaussian-logvar", "-60", "--epochs", "1",
+                     "--out", str(tmp_path / "b"), *SMALL]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the fixed --gaussian-logvar -60 sets σ² = e^-60" in err[0]
+    assert err[0].index("--gaussian-logvar") < err[0].index("learning rate")
+
+
+def test_a_diverging_run_prints_one_line_and_no_numpy_warnings(tmp_path):
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / "train_vae.py"), "--lr",
+                           "1e6", "--epochs", "2", "--out", str(tmp_path), *SMALL],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "RuntimeWarning" not in done.stderr
+    assert [l for l in done.stderr.splitlines() if l.strip()] == [
+        l for l in done.stderr.splitlines() if l.startswith("error: ")]
+
+
+def test_idx_labels_stored_as_floats_are_refused(tmp_path):
+    from idx_files import fake_mnist, write_fake_dir
+    from minivae.data import DataError, load_idx_dataset
+
+    arrays = fake_mnist()
+    arrays["train-labels-idx1-ubyte"] = np.array([1, 2, np.nan, 3.7, 0, 1, 2], np.float64)
+    write_fake_dir(tmp_path, arrays)
+    with pytest.raises(DataError, match="labels must be stored as integers, found float64"):
+        load_idx_dataset("mnist", tmp_path)
+
+
+def test_the_kls_name_a_zero_dimension_and_float16_arguments():
+    from minivae.kl import kl_mvn, kl_mvn_tril_std, kl_normal_std
+
+    with pytest.raises(ValueError, match=r"mu1 has shape \(2, 0\): a Gaussian needs at least "):
+        kl_mvn(np.zeros((2, 0)), np.zeros((2, 0, 0)), np.zeros((2, 0)), np.zeros((2, 0, 0)))
+    with pytest.raises(ValueError, match=r"mu has shape \(0,\)"):
+        kl_mvn_tril_std(np.zeros(0), np.zeros((0, 0)))
+    half = np.zeros(3, np.float16)
+    with pytest.raises(ValueError, match="mu is float16: minivae computes in float32 or float64"):
+        kl_normal_std(half, half)
+    with pytest.raises(ValueError, match="cov2 is float16"):
+        kl_mvn(np.zeros(2), np.eye(2), np.zeros(2), np.eye(2, dtype=np.float16))

@@ -100,6 +100,27 @@ def check_output_path(name: str, out) -> None:
                          f"got {out!r}")
 
 
+def _unwritable(path: Path, exc: OSError) -> OutputError:
+    return OutputError(f"cannot write into the output directory {str(path)!r}: "
+                       f"{exc.strerror or exc}")
+
+
+def _created_dir(out) -> Path | None:
+    """``out`` checked and created (None stays None), or OutputError saying why it cannot be."""
+    check_output_path("out", out)
+    if out is None:
+        return None
+    path = Path(out).expanduser()
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"cannot write into the output directory {str(path)!r}: it exists "
+                          f"and is not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _unwritable(path, exc) from None
+    return path
+
+
 def prepare_output_dir(out, names=()) -> Path | None:
     """Create ``out``, prove a file can be written and renamed in it, and clean it up.
 
@@ -112,21 +133,15 @@ def prepare_output_dir(out, names=()) -> Path | None:
     that a killed earlier run left for them are removed (see
     :func:`remove_orphaned_temporaries`).
     """
-    check_output_path("out", out)
-    if out is None:
+    path = _created_dir(out)
+    if path is None:
         return None
-    path = Path(out).expanduser()
-    if path.exists() and not path.is_dir():
-        raise OutputError(f"cannot write into the output directory {str(path)!r}: it exists "
-                          f"and is not a directory")
     try:
-        path.mkdir(parents=True, exist_ok=True)
         probe = atomic_write(path / PROBE_NAME, lambda f: f.write(b"minivae write test\n"))
         probe.unlink()
         remove_orphaned_temporaries(path, (*names, PROBE_NAME))
     except OSError as exc:
-        raise OutputError(f"cannot write into the output directory {str(path)!r}: "
-                          f"{exc.strerror or exc}") from None
+        raise _unwritable(path, exc) from None
     for name in names:
         target = path / name
         if target.exists() and not target.is_symlink() and not target.is_file():
@@ -145,20 +160,14 @@ def claimed_output_dir(out, names=()):
     temporary files, which may be that run's writes in flight).  The kernel
     releases the lock when the holder's process ends, whatever ends it.
     """
-    check_output_path("out", out)
-    if out is None:
+    path = _created_dir(out)
+    if path is None:
         yield None
         return
-    path = Path(out).expanduser()
-    if path.exists() and not path.is_dir():
-        raise OutputError(f"cannot write into the output directory {str(path)!r}: it exists "
-                          f"and is not a directory")
     try:
-        path.mkdir(parents=True, exist_ok=True)
         fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as exc:
-        raise OutputError(f"cannot write into the output directory {str(path)!r}: "
-                          f"{exc.strerror or exc}") from None
+        raise _unwritable(path, exc) from None
     try:
         if fcntl is not None:
             try:

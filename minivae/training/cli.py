@@ -58,11 +58,16 @@ def output_dir(text: str) -> str:
     return text
 
 
-def positive_float(text: str) -> float:
+def _float(text: str, expected: str) -> float:
+    """``float(text)``, or the argparse error "expected <expected>, got '<text>'"."""
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+
+
+def positive_float(text: str) -> float:
+    value = _float(text, "a positive number")
     if not value > 0 or not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text}")
     return value
@@ -82,10 +87,7 @@ def int_list(text: str) -> tuple:
 
 def finite_float(text: str) -> float:
     """An argparse type: a finite number."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    value = _float(text, "a number")
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
     return value

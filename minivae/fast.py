@@ -27,7 +27,7 @@ its first argument ("numpy" or "cupy") and runs the twin registered for that
 side, or the formula itself where there is none.  Inside :func:`formulas_only`
 every formula runs as written: the tests hold each twin equal to its formula
 (``tests/math/test_fast.py``) and train a model both ways
-(``tests/math/test_fast_paths.py``).  A decorated function keeps the formula as
+(``tests/training/test_fast_paths.py``).  A decorated function keeps the formula as
 its ``.formula`` attribute.
 
 The CuPy twins are one kernel each: every element is read once, the

@@ -143,8 +143,8 @@ def _keep_earlier_checkpoint(out, config, ckpt=None) -> None:
         return
     if ckpt is not None and Path(ckpt.path).resolve() == target.resolve():
         return
-    how = "continue that run with --resume {t}, replace it with --overwrite" \
-        if isinstance(config, VAEConfig) else "replace it with --overwrite"
+    how = "continue that run with --resume {t}, replace it with --overwrite (overwrite=True)" \
+        if isinstance(config, VAEConfig) else "replace it with --overwrite (overwrite=True)"
     raise OutputError(f"{str(target)!r} holds the checkpoint of an earlier run, which this run "
                       f"would replace; {how.format(t=target)}, or choose another --out")
 

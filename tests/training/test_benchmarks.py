@@ -55,3 +55,24 @@ def test_profile_step_parts_add_up(capsys):
     # the timers are removed again: the classes hold their own methods
     from minivae import layers
     assert layers.Dense.__dict__["forward"].__qualname__ == "Dense.forward"
+
+
+def test_compare_peers_runs_each_peer_in_its_own_process_and_names_the_machine(tmp_path, capsys):
+    """minivae alone here (PyTorch and JAX are optional: absent, they are left out and said so)."""
+    compare_peers = pytest.importorskip("compare_peers")
+    out = tmp_path / "peers.json"
+    assert compare_peers.main(["--batch-size", "16", "--hidden", "32", "--rounds", "2",
+                               "--seconds", "0.05", "--peers", "minivae", "torch",
+                               "--peers-python", sys.executable, "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["machine"]["cpu"] and result["machine"]["logical_cpus"] >= 1
+    mine = [r for r in result["runs"] if r["peer"] == "minivae"]
+    assert [r["round"] for r in mine] == [0, 1] and all(r["blas_kernel"] for r in mine)
+    cell = result["summary"][0]
+    assert cell["batch_size"] == 16 and cell["hidden"] == 32 and cell["minivae"] > 0
+    try:
+        import torch  # noqa: F401
+        assert cell["ratio_vs_torch"] == pytest.approx(cell["minivae"] / cell["torch"])
+    except ImportError:
+        assert "torch" in result["left_out"] and "torch" not in cell
+        assert "note: torch left out" in capsys.readouterr().err

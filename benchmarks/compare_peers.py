@@ -1,0 +1,120 @@
+#!/usr/bin/env python
+"""minivae against PyTorch and JAX as a user compares them: each in a process of its own.
+
+    python benchmarks/compare_peers.py --batch-size 128 1024 --rounds 5 \\
+        --json benchmarks/results/peers.json
+    python benchmarks/compare_peers.py --peers-python /path/to/python-with-torch-and-jax ...
+
+Every (round, configuration, peer) is one run of ``peer_step.py`` in a fresh process; the
+rounds alternate the peers (A, B, C, A, B, C, …) so that all see the same machine state, and
+each figure is the median over the rounds.  PyTorch (eager) and JAX (jit) are optional: a
+peer whose import fails is left out, and said so.  minivae runs with the OpenBLAS kernel
+NumPy picks for this CPU, as a user's would: the workplace's ``OPENBLAS_CORETYPE`` and
+``OPENBLAS_L2_SIZE`` are removed from its process's environment (``--keep-openblas-env``
+keeps them), and the kernel that ran is recorded.  The JSON names the CPU, the core count and
+every peer's version beside every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    import platform
+    return platform.processor() or "unknown"
+
+
+def run_peer(python, peer, batch, hidden, threads, seconds, keep_env) -> dict | None:
+    env = dict(os.environ)
+    if peer == "minivae" and not keep_env:
+        env.pop("OPENBLAS_CORETYPE", None)
+        env.pop("OPENBLAS_L2_SIZE", None)
+    cmd = [python, str(HERE / "peer_step.py"), "--peer", peer, "--batch-size", str(batch),
+           "--hidden", str(hidden), "--threads", str(threads), "--seconds", str(seconds)]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(HERE),
+                          timeout=600)
+    if done.returncode != 0:
+        return {"peer": peer, "error": done.stderr.strip().splitlines()[-1:]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--batch-size", type=int, nargs="+", default=[128, 1024])
+    p.add_argument("--hidden", type=int, nargs="+", default=[400])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--seconds", type=float, default=4.0)
+    p.add_argument("--peers", nargs="+", default=["minivae", "torch", "jax"],
+                   choices=("minivae", "torch", "jax"))
+    p.add_argument("--peers-python", default=sys.executable,
+                   help="the Python that runs PyTorch and JAX (minivae runs in this one)")
+    p.add_argument("--keep-openblas-env", action="store_true")
+    p.add_argument("--json", default=None)
+    args = p.parse_args(argv)
+
+    runs, missing = [], {}
+    for r in range(args.rounds):
+        for hidden in args.hidden:
+            for batch in args.batch_size:
+                for peer in args.peers:
+                    if peer in missing:
+                        continue
+                    python = sys.executable if peer == "minivae" else args.peers_python
+                    row = run_peer(python, peer, batch, hidden, args.threads, args.seconds,
+                                   args.keep_openblas_env)
+                    if "error" in row:
+                        missing[peer] = row["error"]
+                        print(f"note: {peer} left out: {row['error']}", file=sys.stderr)
+                        continue
+                    runs.append({**row, "round": r})
+                    print(json.dumps(runs[-1]), flush=True)
+
+    summary = []
+    for hidden in args.hidden:
+        for batch in args.batch_size:
+            cell = {"batch_size": batch, "hidden": hidden}
+            for peer in args.peers:
+                v = [x["samples_per_second"] for x in runs
+                     if x["peer"] == peer and x["batch_size"] == batch and x["hidden"] == hidden]
+                if v:
+                    cell[peer] = statistics.median(v)
+                    cell[f"{peer}_range"] = [min(v), max(v)]
+            mv = [x for x in runs if x["peer"] == "minivae" and x["batch_size"] == batch
+                  and x["hidden"] == hidden]
+            if mv:
+                cell["minivae_gemm_fraction"] = statistics.median(x["gemm_fraction"] for x in mv)
+                cell["minivae_blas_kernel"] = mv[0]["blas_kernel"]
+            for peer in ("torch", "jax"):
+                if peer in cell and "minivae" in cell:
+                    cell[f"ratio_vs_{peer}"] = cell["minivae"] / cell[peer]
+            summary.append(cell)
+    versions = {x["peer"]: x.get("version") for x in runs if x["peer"] != "minivae"}
+    result = {"machine": {"cpu": cpu_model(), "logical_cpus": os.cpu_count(),
+                          "threads": args.threads, "peer_versions": versions,
+                          "openblas_env_removed_for_minivae": not args.keep_openblas_env},
+              "rounds": args.rounds, "seconds": args.seconds, "left_out": missing,
+              "summary": summary, "runs": runs}
+    print(json.dumps({"summary": summary}, indent=1))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

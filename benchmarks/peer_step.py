@@ -1,0 +1,131 @@
+#!/usr/bin/env python
+"""One peer's VAE training step, timed in a process of its own: one JSON line.
+
+    python benchmarks/peer_step.py --peer minivae --batch-size 128 --seconds 5
+    python benchmarks/peer_step.py --peer torch --batch-size 1024 --hidden 1000
+
+The peers run the same step: 784-H-20 (H = --hidden), ReLU, Bernoulli likelihood on a fixed
+binary batch, one ε draw per example, Adam (lr 1e-3), float32, ``--threads`` threads:
+minivae as ``train_vae`` runs it (:func:`bench_train_step.minivae_step`), PyTorch eager
+(:func:`bench_train_step.torch_step`), JAX with the whole step (loss, gradient, Adam) under
+one ``jax.jit``.  :mod:`compare_peers` runs them in alternating rounds, each in a process of
+its own, as a user compares programs.  The line holds the median step time, samples per
+second and, for minivae, the OpenBLAS kernel and the time of the step's matrix products
+alone (the GEMM bound).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+
+import bench_train_step as bts
+from common import blas_kernel
+
+
+def _time(step, sync, seconds: float, min_steps: int = 10) -> float:
+    """The median time of ``step`` (then ``sync``) over about ``seconds``, after a warm-up."""
+    for _ in range(3):
+        step()
+    sync()
+    times, deadline = [], time.perf_counter() + seconds
+    while time.perf_counter() < deadline or len(times) < min_steps:
+        t0 = time.perf_counter()
+        step()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def jax_step(batch_size: int, hidden: int, seed: int = 0):
+    """The step under one jax.jit: ELBO loss, its gradient, Adam; returns (step, sync)."""
+    import jax
+    import jax.numpy as jnp
+
+    D, L = bts.D, bts.L
+    key = jax.random.PRNGKey(seed)
+    shapes = {"enc": (D, hidden), "mu": (hidden, L), "lv": (hidden, L), "dec1": (L, hidden),
+              "dec2": (hidden, D)}
+    params = {}
+    for name, (n_in, n_out) in shapes.items():
+        key, k1, k2 = jax.random.split(key, 3)
+        bound = 1.0 / n_in ** 0.5
+        params[name] = (jax.random.uniform(k1, (n_in, n_out), jnp.float32, -bound, bound),
+                        jax.random.uniform(k2, (n_out,), jnp.float32, -bound, bound))
+    key, kx = jax.random.split(key)
+    x = (jax.random.uniform(kx, (batch_size, D)) < 0.3).astype(jnp.float32)
+
+    def loss(p, eps):
+        h = jax.nn.relu(x @ p["enc"][0] + p["enc"][1])
+        mu, logvar = h @ p["mu"][0] + p["mu"][1], h @ p["lv"][0] + p["lv"][1]
+        z = mu + jnp.exp(0.5 * logvar) * eps
+        logits = jax.nn.relu(z @ p["dec1"][0] + p["dec1"][1]) @ p["dec2"][0] + p["dec2"][1]
+        recon = (jax.nn.softplus(logits) - x * logits).sum()
+        kl = 0.5 * (jnp.exp(logvar) + mu * mu - 1 - logvar).sum()
+        return (recon + kl) / batch_size
+
+    @jax.jit
+    def update(state, key):
+        p, m, v, t = state
+        key, k = jax.random.split(key)
+        g = jax.grad(loss)(p, jax.random.normal(k, (batch_size, L)))
+        t = t + 1
+        m = jax.tree_util.tree_map(lambda m, g: 0.9 * m + 0.1 * g, m, g)
+        v = jax.tree_util.tree_map(lambda v, g: 0.999 * v + 0.001 * g * g, v, g)
+        c1, c2 = 1 - 0.9 ** t, 1 - 0.999 ** t
+        p = jax.tree_util.tree_map(lambda p, m, v: p - 1e-3 * (m / c1) / (jnp.sqrt(v / c2) + 1e-8),
+                                   p, m, v)
+        return (p, m, v, t), key
+
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+    box = {"state": (params, zeros, zeros, jnp.float32(0)), "key": key}
+
+    def step():
+        box["state"], box["key"] = update(box["state"], box["key"])
+
+    return step, lambda: jax.block_until_ready(box["state"])
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--peer", choices=("minivae", "torch", "jax"), required=True)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--hidden", type=int, default=400)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seconds", type=float, default=5.0)
+    args = p.parse_args(argv)
+    bts.H = args.hidden                    # the model's hidden width, for every peer's step
+    row = {"peer": args.peer, "batch_size": args.batch_size, "hidden": args.hidden,
+           "threads": args.threads}
+    if args.peer == "minivae":
+        from threadpoolctl import threadpool_limits
+
+        from minivae.backend import get_backend
+        with threadpool_limits(args.threads):
+            be = get_backend("numpy", dtype="float32", seed=0)
+            step, split = bts.minivae_step(be, args.batch_size, args.threads)
+            t = _time(step, lambda: None, args.seconds)
+            t_gemm = _time(bts.gemm_step(be, args.batch_size), lambda: None, args.seconds / 3)
+        row.update(blas_kernel=blas_kernel(), split_batch=split, gemm_ms=1e3 * t_gemm,
+                   gemm_bound_samples_per_second=args.batch_size / t_gemm,
+                   gemm_fraction=t_gemm / t)
+    elif args.peer == "torch":
+        import torch
+        step, sync = bts.torch_step(args.batch_size, "float32", args.threads)
+        t = _time(step, sync, args.seconds)
+        row.update(version=torch.__version__, mkl=torch.backends.mkl.is_available())
+    else:
+        import jax
+        step, sync = jax_step(args.batch_size, args.hidden)
+        t = _time(step, sync, args.seconds)
+        row.update(version=jax.__version__)
+    row.update(step_ms=1e3 * t, samples_per_second=args.batch_size / t)
+    print(json.dumps(row), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -278,12 +278,8 @@ _TWINS = {
     "adam_step": {"numpy": adam_step_in_place, "cupy": adam_step_gpu},
 }
 
-#: The plain Python bodies of the fused kernels, by kernel name.
-_KERNEL_BODIES = {"bernoulli_terms": bernoulli_terms, "bernoulli_grad": bernoulli_grad_tanh,
-                  "reparameterize": reparameterize_terms}
-
-#: The fused kernels :func:`fused` offers.
-KERNELS = tuple(_KERNEL_BODIES)
+#: The fused kernels (their plain Python bodies are the functions above).
+KERNELS = ("bernoulli_terms", "bernoulli_grad", "reparameterize")
 
 #: Every GPU kernel minivae launches: the fused ones and Adam's elementwise kernel.
 GPU_KERNELS = KERNELS + ("adam",)
@@ -303,16 +299,3 @@ def _compiled(name: str):
         "reparameterize": lambda mu, logvar, eps: reparameterize_terms(mu, logvar, eps, cupy),
     }
     return cupy.fuse(kernel_name=f"minivae_{name}")(kernels[name])
-
-
-def fused(name: str, like):
-    """The kernel ``name`` for arrays like ``like``: cupy.fuse-compiled on CuPy, else plain.
-
-    The returned function takes the arguments of the plain body without its
-    last one, ``xp``.
-    """
-    if name not in KERNELS:
-        raise ValueError(f"unknown kernel {name!r}; expected one of {KERNELS}")
-    if _side(like) == "cupy":
-        return _compiled(name)
-    return functools.partial(_KERNEL_BODIES[name], xp=array_module(like))

@@ -88,17 +88,6 @@ def test_adam_kernel_matches_the_in_place_update(device, calls):
     assert calls == ["adam"] * 20                  # the kernel, looked up once per step
 
 
-def test_the_plain_kernels_run_on_numpy_too():
-    f = fast.fused("reparameterize", np.zeros(2))
-    std, z = f(np.zeros(2), np.zeros(2), np.ones(2))
-    assert std.tolist() == [1.0, 1.0] and z.tolist() == [1.0, 1.0]
-
-
-def test_an_unknown_kernel_is_named_in_the_error():
-    with pytest.raises(ValueError, match="unknown kernel 'softmax'"):
-        fast.fused("softmax", np.zeros(2))
-
-
 def test_every_twin_is_named_after_a_formula_of_the_core():
     """The registry and the decorated formulas are the same set: no twin without its formula."""
     from minivae import likelihoods, optim

@@ -96,13 +96,12 @@ def write_figures(out: Path, model, history: list, x_test_host, y_test, image_sh
     return figure_names(model.latent_dim)
 
 
-def write_autoencoder_outputs(out: Path, model, metrics: dict, x_test_host, x_test_tilde_host,
+def write_autoencoder_figures(out: Path, model, history: list, x_test_host, x_test_tilde_host,
                               image_shape) -> None:
-    """Write reconstructions.png and loss.png, then metrics.json, into ``out``.
+    """Write reconstructions.png and loss.png into ``out``.
 
-    (checkpoint.npz is written by :func:`minivae.training.train.train_autoencoder`
-    before the final evaluation.)  The memory is sampled after the figures,
-    so it is the run's peak (:func:`memory_use`).
+    (checkpoint.npz and metrics.json are written by
+    :func:`minivae.training.train.train_autoencoder`.)
 
     reconstructions.png shows 10 test digits: clean above their reconstructions
     for the autoencoder; clean, corrupted (x̃) and the reconstruction of x̃ for
@@ -124,8 +123,6 @@ def write_autoencoder_outputs(out: Path, model, metrics: dict, x_test_host, x_te
         title = f"denoising, {model.corruption.describe()}"
         keys = ["train_sse_per_example", "test_sse_per_example", "test_corrupted_sse_per_example"]
     plots.plot_image_rows(rows, labels, out / "reconstructions.png", image_shape, title=title)
-    plots.plot_curves(metrics["history"], keys, out / "loss.png",
+    plots.plot_curves(history, keys, out / "loss.png",
                       ylabel=f"squared error per example (sum over {model.input_dim} pixels)",
                       title="the cost L = mean over examples of ‖x − x̂‖²")
-    metrics["memory"] = memory_use(backend)
-    write_metrics(out, metrics)

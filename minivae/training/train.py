@@ -45,7 +45,7 @@ from ..models.denoising import DenoisingAutoencoder
 from ..models.vae import VAE
 from ..numerics import FIXED_SEED
 from .outputs import (AE_OUTPUT_FILES, CHECKPOINT_NAME, figure_names, memory_use,
-                      write_autoencoder_outputs, write_figures, write_metrics)
+                      write_autoencoder_figures, write_figures, write_metrics)
 from .resources import (SPLIT_BATCH_MIN, backend_for, check_autoencoder_fits, check_vae_fits,
                         optimizer_for, resolve_threads, splitter_for)
 from .resume import (restore, resumed_config, save_training_checkpoint, save_weights,
@@ -281,8 +281,9 @@ def _train_autoencoder(config, out, dataset, return_model):
         metrics = {"config": config.to_json(), "dataset": data.name, "history": history,
                    "test": step.final_metrics()}
         if out is not None:
-            write_autoencoder_outputs(out, model, metrics, x_test_host, x_test_tilde_host,
-                                      data.image_shape)           # (samples the memory last)
-        else:
-            metrics["memory"] = memory_use(backend)
+            write_autoencoder_figures(out, model, history, x_test_host, x_test_tilde_host,
+                                      data.image_shape)
+        metrics["memory"] = memory_use(backend)       # after the figures: the run's peak
+        if out is not None:
+            write_metrics(out, metrics)
     return (metrics, model) if return_model else metrics

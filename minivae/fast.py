@@ -16,10 +16,18 @@ formula (written in)   twin on NumPy                        twin on CuPy
 (likelihoods)          σ(ℓ) = ½ + ½ tanh(ℓ/2)
 ``reparameterize``     (the formula)                        one fused kernel for σ and z
 (models.posterior)
-``adam_step``          in place through one scratch         one in-place kernel per parameter
-(optim)                buffer, bias corrections folded,     (p, m and v written where they
-                       the parameters split over 2 threads  are)
+``adam_step``          in place through one scratch         one in-place kernel over the flat
+(optim)                buffer, bias corrections folded,     arrays (p, m and v written where
+                       over the flat arrays behind θ, g,    they are)
+                       m, v, cut in halves for 2 threads
 =====================  ===================================  ==================================
+
+The flat arrays: a model keeps all of its parameters in one flat array and
+all of its gradients in another (:meth:`minivae.layers.Module.pack_parameters`),
+and Adam its moments likewise; the per-layer arrays a student reads are views
+of them.  So the Adam twin updates every parameter in twelve NumPy calls (one
+launch on a GPU) instead of twelve per parameter (:func:`flat_like`,
+:func:`tiled`).
 
 How a twin is chosen, in one place: the formula carries the decorator
 ``@twin("name")``; when it is called, :func:`pick` looks at the array module of
@@ -93,6 +101,58 @@ def twin(name: str):
         dispatch.twin_name = name
         return dispatch
     return attach
+
+
+# --------------------------------------------------------------------------
+# One flat array behind many
+# --------------------------------------------------------------------------
+
+def _address(a) -> int:
+    """Where ``a``'s first element lives: a host address (NumPy) or a device one (CuPy)."""
+    ptr = getattr(a.data, "ptr", None)                  # CuPy: a MemoryPointer
+    return ptr if ptr is not None else a.__array_interface__["data"][0]
+
+
+def flat_like(arrays: dict, copy: bool = True) -> dict:
+    """Arrays shaped like ``arrays``, each a view of one new 1-D array, end to end in order.
+
+    With ``copy`` they hold the same values, else zeros.  The model's
+    parameters and gradients (:meth:`minivae.layers.Module.pack_parameters`)
+    and Adam's moments are made this way, so that :func:`tiled` finds the one
+    array behind them and an update of every parameter is a few passes over
+    one array instead of a few per parameter.  Arrays of different dtypes
+    cannot share one array: then each gets its own.
+    """
+    if not arrays:
+        return {}
+    first = next(iter(arrays.values()))
+    xp = array_module(first)
+    if len({a.dtype for a in arrays.values()}) != 1:
+        return {k: a.copy() if copy else xp.zeros_like(a) for k, a in arrays.items()}
+    flat = xp.zeros(sum(int(a.size) for a in arrays.values()), dtype=first.dtype)
+    views, start = {}, 0
+    for k, a in arrays.items():
+        views[k] = flat[start:start + a.size].reshape(a.shape)
+        if copy:
+            views[k][...] = a
+        start += a.size
+    return views
+
+
+def tiled(arrays):
+    """The 1-D array that ``arrays`` cover end to end in this order, or None where they do not."""
+    arrays = list(arrays)
+    flat = arrays[0].base if arrays else None
+    if flat is None or flat.ndim != 1:
+        return None
+    start = position = _address(flat)
+    for a in arrays:                       # each a view of that same array, where the last ended
+        base = a.base
+        if (base is None or _address(base) != start or base.size != flat.size
+                or not a.flags.c_contiguous or _address(a) != position):
+            return None
+        position += a.nbytes
+    return flat if position == start + flat.nbytes else None
 
 
 # --------------------------------------------------------------------------
@@ -178,16 +238,43 @@ def _balanced_groups(params: dict, n: int) -> list:
     return [g for g in groups if g] or [[]]
 
 
+def _adam_flat(opt):
+    """(θ, g, m, v) as the 1-D arrays behind each dict (see :func:`tiled`), or None."""
+    flats = [tiled(d.values()) for d in (opt.params, opt.grads, opt.m, opt.v)]
+    return None if any(f is None for f in flats) else flats
+
+
+def _adam_ids(opt) -> list:
+    return [id(a) for d in (opt.params, opt.grads) for a in d.values()]
+
+
 class _AdamWorkspace:
-    """What the in-place Adam keeps between steps: a scratch array per parameter, the groups."""
+    """What the in-place Adam keeps between steps: its scratch memory and each thread's share.
+
+    Each share is a list of (θ, g, m, v, scratch) arrays to update.  Where the
+    parameters, gradients and moments each lie in one flat array (the models
+    and :class:`~minivae.optim.Adam` lay them out so), the shares are equal
+    contiguous pieces of the flat arrays: a few large passes per thread.
+    Otherwise each parameter is its own item, the items dealt out by size.
+    """
 
     def __init__(self, opt):
-        self.scratch = {k: np.empty_like(p) for k, p in opt.params.items()}
         threads = opt.threads
         if threads is None:
             threads = 2 if (os.cpu_count() or 1) >= 2 else 1
-        self.groups = _balanced_groups(opt.params, threads)
-        self.pool = ThreadPoolExecutor(len(self.groups) - 1) if len(self.groups) > 1 else None
+        self.ids = _adam_ids(opt)
+        flat = _adam_flat(opt)
+        if flat is not None:
+            scratch = np.empty_like(flat[0])
+            n = flat[0].size
+            cuts = [n * i // threads for i in range(threads + 1)]
+            self.shares = [[tuple(a[i:j] for a in (*flat, scratch))]
+                           for i, j in zip(cuts[:-1], cuts[1:]) if j > i] or [[]]
+        else:
+            self.shares = [[(opt.params[k], opt.grads[k], opt.m[k], opt.v[k],
+                             np.empty_like(opt.params[k])) for k in keys]
+                           for keys in _balanced_groups(opt.params, threads)]
+        self.pool = ThreadPoolExecutor(len(self.shares) - 1) if len(self.shares) > 1 else None
 
 
 def adam_step_in_place(opt) -> None:
@@ -200,31 +287,31 @@ def adam_step_in_place(opt) -> None:
 
     and every intermediate goes through one scratch buffer with ``out=``, so a
     step allocates nothing and makes twelve passes over memory instead of
-    twice that.  NumPy's elementwise work runs on one core; with 2 threads (the
-    default where the machine has 2 cores or more) the parameters are split
-    into two groups of about equal size, updated by the calling thread and one
-    pool thread at once (NumPy releases the GIL inside these loops).  Each
-    parameter's arithmetic does not depend on the split.
+    twice that.  The parameters, gradients and moments each lie in one flat
+    array (:meth:`minivae.layers.Module.pack_parameters`), so those are twelve
+    calls in all, not twelve per parameter.  NumPy's elementwise work runs on
+    one core; with 2 threads (the default where the machine has 2 cores or
+    more) the flat arrays are cut in two halves, updated by the calling thread
+    and one pool thread at once (NumPy releases the GIL inside these loops).
+    Each element's arithmetic does not depend on the cut.
     """
     opt.t += 1
     ws = opt.__dict__.get("_workspace")
-    if ws is None:
+    if ws is None or ws.ids != _adam_ids(opt):           # made once; again if re-laid out
         ws = opt._workspace = _AdamWorkspace(opt)
     step_size, eps = _adam_scalars(opt)
-    others = [ws.pool.submit(_adam_update, opt, ws.scratch, keys, step_size, eps)
-              for keys in ws.groups[1:]]
-    try:
-        _adam_update(opt, ws.scratch, ws.groups[0], step_size, eps)   # the calling thread's share
+    others = [ws.pool.submit(_adam_update, share, opt.beta1, opt.beta2, step_size, eps)
+              for share in ws.shares[1:]]
+    try:                                                   # the calling thread's share
+        _adam_update(ws.shares[0], opt.beta1, opt.beta2, step_size, eps)
     finally:
         wait(others)
     for done in others:
-        done.result()                                              # re-raise a failure
+        done.result()                                      # re-raise a failure
 
 
-def _adam_update(opt, scratch, keys, step_size: float, eps: float) -> None:
-    b1, b2 = opt.beta1, opt.beta2
-    for k in keys:
-        p, g, m, v, tmp = opt.params[k], opt.grads[k], opt.m[k], opt.v[k], scratch[k]
+def _adam_update(share, b1: float, b2: float, step_size: float, eps: float) -> None:
+    for p, g, m, v, tmp in share:
         m *= b1
         np.multiply(g, 1 - b1, out=tmp)
         m += tmp                                   # m ← β₁ m + (1 − β₁) g
@@ -254,16 +341,21 @@ ADAM_IN_PLACE = (
 
 
 def adam_step_gpu(opt) -> None:
-    """``adam_step`` on CuPy: :data:`ADAM_IN_PLACE`, one launch per parameter, nothing allocated.
+    """``adam_step`` on CuPy: :data:`ADAM_IN_PLACE` once over the flat arrays, nothing allocated.
 
-    The same folded update as :func:`adam_step_in_place`.
+    The same folded update as :func:`adam_step_in_place`, in one launch over
+    the flat arrays behind the parameters, gradients and moments (one launch
+    per parameter where they are not laid out flat).
     """
     opt.t += 1
     step_size, eps = _adam_scalars(opt)
     kernel = _compiled("adam")
     b1, b2 = opt.beta1, opt.beta2
-    for k, p in opt.params.items():
-        kernel(opt.grads[k], b1, 1 - b1, b2, 1 - b2, step_size, eps, p, opt.m[k], opt.v[k])
+    flat = _adam_flat(opt)                     # one launch over the flat arrays where they are
+    items = ([flat] if flat is not None else
+             [(p, opt.grads[k], opt.m[k], opt.v[k]) for k, p in opt.params.items()])
+    for p, g, m, v in items:
+        kernel(g, b1, 1 - b1, b2, 1 - b2, step_size, eps, p, m, v)
 
 
 # --------------------------------------------------------------------------

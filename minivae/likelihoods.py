@@ -137,11 +137,17 @@ class Gaussian(Likelihood):
             raise ValueError(f"Gaussian logvar must be finite, got {logvar!r}")
         self.backend = backend = backend or get_backend("numpy")
         self.learn_logvar = bool(learn_logvar)
-        self.logvar = backend.xp.full((1,), logvar, dtype=backend.dtype)
+        s = backend.xp.full((1,), logvar, dtype=backend.dtype)
+        self._fixed_logvar = None if self.learn_logvar else s
         if self.learn_logvar:
-            self.params = {"logvar": self.logvar}
-            self.grads = {"logvar": backend.xp.zeros_like(self.logvar)}
+            self.params = {"logvar": s}
+            self.grads = {"logvar": backend.xp.zeros_like(s)}
         self._cache = None
+
+    @property
+    def logvar(self):
+        """s = log σ², an array of shape (1,): ``params["logvar"]`` when it is learned."""
+        return self.params["logvar"] if self.learn_logvar else self._fixed_logvar
 
     def log_prob(self, x, out):
         s = self.logvar

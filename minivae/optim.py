@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from .backend import array_module
-from .fast import twin
+from .fast import flat_like, twin
 from .validation import positive_int, positive_number
 
 
@@ -114,8 +114,9 @@ class Adam(Optimizer):
         self.eps = positive_number("eps", eps)
         self.threads = None if threads is None else positive_int("threads", threads)
         self.xp = array_module(next(iter(params.values()))) if params else np
-        self.m = {k: array_module(p).zeros_like(p) for k, p in params.items()}
-        self.v = {k: array_module(p).zeros_like(p) for k, p in params.items()}
+        # zeros shaped like θ, laid out as θ is in a packed model: one flat array each
+        self.m = flat_like(params, copy=False)
+        self.v = flat_like(params, copy=False)
 
     def step(self) -> None:
         adam_step(self)

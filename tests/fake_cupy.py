@@ -99,6 +99,9 @@ class ndarray:
     size = property(lambda self: self._a.size)
     nbytes = property(lambda self: self._a.nbytes)
     flags = property(lambda self: self._a.flags)
+    base = property(lambda self: None if self._a.base is None else ndarray(self._a.base))
+    # a MemoryPointer's address: CuPy's ``a.data.ptr``
+    data = property(lambda self: types.SimpleNamespace(ptr=self._a.__array_interface__["data"][0]))
     T = property(lambda self: ndarray(self._a.T))
 
     def __len__(self):

@@ -106,6 +106,7 @@ class Autoencoder(Module):
             for k in module.params:
                 self.params[f"{prefix}.{k}"] = module.params[k]
                 self.grads[f"{prefix}.{k}"] = module.grads[k]
+        self.pack_parameters()            # θ in one flat array, ∂L/∂θ in another
         self._batch = None
 
     @staticmethod

@@ -143,6 +143,7 @@ class VAE(Module):
             for k in module.params:
                 self.params[f"{prefix}.{k}"] = module.params[k]
                 self.grads[f"{prefix}.{k}"] = module.grads[k]
+        self.pack_parameters()            # θ in one flat array, ∂L/∂θ in another
         self._cache = None
         #: B of the batch mean in :meth:`backward`; None: the rows of the last forward
         self.batch_total = None

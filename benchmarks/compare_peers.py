@@ -4,6 +4,7 @@
     python benchmarks/compare_peers.py --batch-size 128 1024 --rounds 5 \\
         --json benchmarks/results/peers.json
     python benchmarks/compare_peers.py --peers-python /path/to/python-with-torch-and-jax ...
+    python benchmarks/compare_peers.py --before /tmp/minivae-before ...   # a change, before/after
 
 Every (round, configuration, peer) is one run of ``peer_step.py`` in a fresh process; the
 rounds alternate the peers (A, B, C, A, B, C, …) so that all see the same machine state, and
@@ -39,8 +40,11 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def run_peer(python, peer, batch, hidden, threads, seconds, keep_env) -> dict | None:
+def run_peer(python, peer, batch, hidden, threads, seconds, keep_env, tree=None) -> dict | None:
+    """One run of peer_step.py; ``tree``: a checkout whose minivae runs (on PYTHONPATH)."""
     env = dict(os.environ)
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
     if peer == "minivae" and not keep_env:
         env.pop("OPENBLAS_CORETYPE", None)
         env.pop("OPENBLAS_L2_SIZE", None)
@@ -66,30 +70,40 @@ def main(argv=None) -> int:
                    help="the Python that runs PyTorch and JAX (minivae runs in this one)")
     p.add_argument("--keep-openblas-env", action="store_true")
     p.add_argument("--json", default=None)
+    p.add_argument("--before", default=None, metavar="CHECKOUT",
+                   help="also run minivae from this checkout (say, a git worktree of the commit "
+                        "before a change), as the peer minivae_before, in the same rounds")
     args = p.parse_args(argv)
+    peers = list(args.peers) + (["minivae_before"] if args.before else [])
+    before_commit = None
+    if args.before:
+        before_commit = subprocess.run(["git", "-C", args.before, "rev-parse", "--short", "HEAD"],
+                                       capture_output=True, text=True).stdout.strip() or None
 
     runs, missing = [], {}
     for r in range(args.rounds):
         for hidden in args.hidden:
             for batch in args.batch_size:
-                for peer in args.peers:
+                for peer in peers:
                     if peer in missing:
                         continue
-                    python = sys.executable if peer == "minivae" else args.peers_python
-                    row = run_peer(python, peer, batch, hidden, args.threads, args.seconds,
-                                   args.keep_openblas_env)
+                    mine = peer.startswith("minivae")
+                    python = sys.executable if mine else args.peers_python
+                    row = run_peer(python, "minivae" if mine else peer, batch, hidden,
+                                   args.threads, args.seconds, args.keep_openblas_env,
+                                   tree=args.before if peer == "minivae_before" else None)
                     if "error" in row:
                         missing[peer] = row["error"]
                         print(f"note: {peer} left out: {row['error']}", file=sys.stderr)
                         continue
-                    runs.append({**row, "round": r})
+                    runs.append({**row, "peer": peer, "round": r})
                     print(json.dumps(runs[-1]), flush=True)
 
     summary = []
     for hidden in args.hidden:
         for batch in args.batch_size:
             cell = {"batch_size": batch, "hidden": hidden}
-            for peer in args.peers:
+            for peer in peers:
                 v = [x["samples_per_second"] for x in runs
                      if x["peer"] == peer and x["batch_size"] == batch and x["hidden"] == hidden]
                 if v:
@@ -103,11 +117,26 @@ def main(argv=None) -> int:
             for peer in ("torch", "jax"):
                 if peer in cell and "minivae" in cell:
                     cell[f"ratio_vs_{peer}"] = cell["minivae"] / cell[peer]
+            if "minivae_before" in cell and "minivae" in cell:
+                cell["ratio_vs_before"] = cell["minivae"] / cell["minivae_before"]
+                # per round, the two trees' runs minutes apart: the spread of the change
+                pairs = {}
+                for x in runs:
+                    if x["peer"].startswith("minivae") and x["batch_size"] == batch \
+                            and x["hidden"] == hidden:
+                        pairs.setdefault(x["round"], {})[x["peer"]] = x["samples_per_second"]
+                per_round = [p["minivae"] / p["minivae_before"] for p in pairs.values()
+                             if len(p) == 2]
+                cell["ratio_vs_before_range"] = [min(per_round), max(per_round)]
             summary.append(cell)
-    versions = {x["peer"]: x.get("version") for x in runs if x["peer"] != "minivae"}
+    versions = {x["peer"]: x.get("version") for x in runs if not x["peer"].startswith("minivae")}
     result = {"machine": {"cpu": cpu_model(), "logical_cpus": os.cpu_count(),
                           "threads": args.threads, "peer_versions": versions,
                           "openblas_env_removed_for_minivae": not args.keep_openblas_env},
+              "minivae_commit": subprocess.run(["git", "-C", str(HERE.parent), "rev-parse",
+                                                "--short", "HEAD"], capture_output=True,
+                                               text=True).stdout.strip() or None,
+              "minivae_before_commit": before_commit,
               "rounds": args.rounds, "seconds": args.seconds, "left_out": missing,
               "summary": summary, "runs": runs}
     print(json.dumps({"summary": summary}, indent=1))

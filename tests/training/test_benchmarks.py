@@ -76,3 +76,20 @@ def test_compare_peers_runs_each_peer_in_its_own_process_and_names_the_machine(t
     except ImportError:
         assert "torch" in result["left_out"] and "torch" not in cell
         assert "note: torch left out" in capsys.readouterr().err
+
+
+def test_compare_peers_runs_a_checkout_before_a_change_in_the_same_rounds(tmp_path):
+    """--before runs minivae from another checkout (here this one) as minivae_before."""
+    compare_peers = pytest.importorskip("compare_peers")
+    root = Path(compare_peers.__file__).resolve().parent.parent
+    out = tmp_path / "peers.json"
+    assert compare_peers.main(["--batch-size", "16", "--hidden", "32", "--rounds", "2",
+                               "--seconds", "0.05", "--peers", "minivae", "--before", str(root),
+                               "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert [(r["peer"], r["round"]) for r in result["runs"]] == [
+        ("minivae", 0), ("minivae_before", 0), ("minivae", 1), ("minivae_before", 1)]
+    cell = result["summary"][0]
+    assert cell["ratio_vs_before"] == pytest.approx(cell["minivae"] / cell["minivae_before"])
+    low, high = cell["ratio_vs_before_range"]
+    assert 0 < low <= high

@@ -7,7 +7,8 @@ Every module follows one protocol:
   parameter gradients into ``grads`` and returns dL/dx;
 * ``params`` and ``grads`` are dicts with the same keys; the values are the
   very arrays the module computes with, so an optimizer that updates them in
-  place (``p -= ...``) updates the module.
+  place (``p -= ...``) updates the module.  A model lays them out in one flat
+  array each (:meth:`Module.pack_parameters`): the dicts' arrays are views of it.
 
 Gradients are *accumulated* (``+=``): a parameter used twice receives the sum
 of both contributions, and ``zero_grad()`` comes before each backward pass of

@@ -93,3 +93,13 @@ def test_compare_peers_runs_a_checkout_before_a_change_in_the_same_rounds(tmp_pa
     assert cell["ratio_vs_before"] == pytest.approx(cell["minivae"] / cell["minivae_before"])
     low, high = cell["ratio_vs_before_range"]
     assert 0 < low <= high
+
+
+def test_split_overhead_times_every_variant(capsys):
+    split_overhead = pytest.importorskip("split_overhead")
+    assert split_overhead.main(["--batch-size", "8", "--steps", "3"]) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for k in ("one_half_alone", "both_halves_synced", "both_free_running", "handoff_hot",
+              "handoff_after_idle"):
+        assert row[k] > 0, k
+    assert row["batch_size"] == 8 and row["blas_kernel"]

@@ -40,6 +40,16 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def commit_of(checkout) -> str | None:
+    """The short commit a checkout is at, or None (not a git checkout, or no git)."""
+    try:
+        done = subprocess.run(["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None
+
+
 def run_peer(python, peer, batch, hidden, threads, seconds, keep_env, tree=None) -> dict | None:
     """One run of peer_step.py; ``tree``: a checkout whose minivae runs (on PYTHONPATH)."""
     env = dict(os.environ)
@@ -74,11 +84,9 @@ def main(argv=None) -> int:
                    help="also run minivae from this checkout (say, a git worktree of the commit "
                         "before a change), as the peer minivae_before, in the same rounds")
     args = p.parse_args(argv)
+    if args.before and not (Path(args.before) / "minivae" / "__init__.py").is_file():
+        p.error(f"--before {args.before}: not a checkout of minivae (no minivae/__init__.py)")
     peers = list(args.peers) + (["minivae_before"] if args.before else [])
-    before_commit = None
-    if args.before:
-        before_commit = subprocess.run(["git", "-C", args.before, "rev-parse", "--short", "HEAD"],
-                                       capture_output=True, text=True).stdout.strip() or None
 
     runs, missing = [], {}
     for r in range(args.rounds):
@@ -133,10 +141,8 @@ def main(argv=None) -> int:
     result = {"machine": {"cpu": cpu_model(), "logical_cpus": os.cpu_count(),
                           "threads": args.threads, "peer_versions": versions,
                           "openblas_env_removed_for_minivae": not args.keep_openblas_env},
-              "minivae_commit": subprocess.run(["git", "-C", str(HERE.parent), "rev-parse",
-                                                "--short", "HEAD"], capture_output=True,
-                                               text=True).stdout.strip() or None,
-              "minivae_before_commit": before_commit,
+              "minivae_commit": commit_of(HERE.parent),
+              "minivae_before_commit": commit_of(args.before) if args.before else None,
               "rounds": args.rounds, "seconds": args.seconds, "left_out": missing,
               "summary": summary, "runs": runs}
     print(json.dumps({"summary": summary}, indent=1))

@@ -245,7 +245,8 @@ def _adam_flat(opt):
 
 
 def _adam_ids(opt) -> list:
-    return [id(a) for d in (opt.params, opt.grads) for a in d.values()]
+    """Which arrays ``opt`` updates: a workspace made for others is made again."""
+    return [id(a) for d in (opt.params, opt.grads, opt.m, opt.v) for a in d.values()]
 
 
 class _AdamWorkspace:
@@ -351,9 +352,12 @@ def adam_step_gpu(opt) -> None:
     step_size, eps = _adam_scalars(opt)
     kernel = _compiled("adam")
     b1, b2 = opt.beta1, opt.beta2
-    flat = _adam_flat(opt)                     # one launch over the flat arrays where they are
-    items = ([flat] if flat is not None else
-             [(p, opt.grads[k], opt.m[k], opt.v[k]) for k, p in opt.params.items()])
+    ids, items = opt.__dict__.get("_launches", (None, None))
+    if ids != _adam_ids(opt):                  # found once: one launch over the flat arrays
+        flat = _adam_flat(opt)
+        items = ([flat] if flat is not None else
+                 [(p, opt.grads[k], opt.m[k], opt.v[k]) for k, p in opt.params.items()])
+        opt._launches = (_adam_ids(opt), items)
     for p, g, m, v in items:
         kernel(g, b1, 1 - b1, b2, 1 - b2, step_size, eps, p, m, v)
 

@@ -55,8 +55,6 @@ def make_replica(model):
     twin = VAE.from_config(model.config(), Backend(be.name, be.dtype, seed=0))
     for mine, theirs in zip(_dense_layers(twin), _dense_layers(model)):
         mine.params = theirs.params          # the same dict: the same arrays
-    if model.likelihood.name == "gaussian":          # a fixed σ²: the model's own array
-        twin.likelihood._fixed_logvar = model.likelihood.logvar
     # and the flat view under the same names: the replica's params are the model's arrays
     twin.params = {k: model.params[k] for k in twin.params}
     return twin

@@ -93,6 +93,8 @@ def test_compare_peers_runs_a_checkout_before_a_change_in_the_same_rounds(tmp_pa
     assert cell["ratio_vs_before"] == pytest.approx(cell["minivae"] / cell["minivae_before"])
     low, high = cell["ratio_vs_before_range"]
     assert 0 < low <= high
+    with pytest.raises(SystemExit):                    # not a checkout: refused before any run
+        compare_peers.main(["--peers", "minivae", "--before", str(tmp_path)])
 
 
 def test_split_overhead_times_every_variant(capsys):

@@ -11,6 +11,11 @@ state), the median milliseconds of:
     one_half_alone      one half's forward + backward, the other thread idle
     both_halves_synced  both halves, handed to a pool thread and the calling thread and
                         waited for, as the split step does every step
+    half_inside_synced  in that step, each half's own time from its start to its end (the
+                        median over both threads): above one_half_alone where the halves,
+                        running in step with each other, slow each other down
+    start_lag           in that step, from the hand-over to the pool thread's start
+    end_wait            in that step, from the later half's end to the caller going on
     both_free_running   each of two threads stepping its own half in a loop with no waiting
                         for the other (the median per step of either thread): what the halves
                         cost side by side without the per-step meeting point
@@ -20,8 +25,9 @@ state), the median milliseconds of:
                         processor may have gone to sleep)
 
 and prints them as one JSON line with the machine's BLAS kernel.  ``both_halves_synced −
-one_half_alone`` is what the per-step meeting costs; comparing it with the two hand-off figures
-says how much of that is waking a thread and how much is waiting for the slower half.
+one_half_alone`` is what the per-step meeting costs; ``start_lag``, ``end_wait`` and
+``half_inside_synced`` say how much of that is handing over, how much waiting, and how much the
+halves slowing each other down while they run side by side in step.
 """
 
 from __future__ import annotations
@@ -66,6 +72,12 @@ def _run(block) -> None:
     model.backward()
 
 
+def _timed(block) -> tuple:
+    start = time.perf_counter()
+    _run(block)
+    return start, time.perf_counter()
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--batch-size", type=int, default=128)
@@ -77,10 +89,17 @@ def main(argv=None) -> int:
     pool = ThreadPoolExecutor(1)
     idle = np.random.default_rng(1).random(300_000)
 
+    inside = {"half_inside_synced": [], "start_lag": [], "end_wait": []}
+
     def synced():
-        other = pool.submit(_run, b)
-        _run(a)
-        other.result()
+        t0 = time.perf_counter()
+        other = pool.submit(_timed, b)
+        mine = _timed(a)
+        theirs = other.result()
+        t1 = time.perf_counter()
+        inside["half_inside_synced"] += [mine[1] - mine[0], theirs[1] - theirs[0]]
+        inside["start_lag"].append(theirs[0] - t0)
+        inside["end_wait"].append(t1 - max(mine[1], theirs[1]))
 
     def handoff_after_idle():
         t_idle = time.perf_counter() + 1e-3
@@ -97,6 +116,8 @@ def main(argv=None) -> int:
         for _ in range(20):
             for f in variants.values():
                 f()
+        for v in inside.values():
+            v.clear()
         for _ in range(args.steps):
             for k, f in variants.items():
                 t0 = time.perf_counter()
@@ -117,7 +138,7 @@ def main(argv=None) -> int:
             t.join()
     row = {"batch_size": args.batch_size, "blas_kernel": blas_kernel(), "steps": args.steps,
            "units": "ms, median"}
-    row.update({k: round(1e3 * statistics.median(v), 4) for k, v in times.items()})
+    row.update({k: round(1e3 * statistics.median(v), 4) for k, v in {**times, **inside}.items()})
     print(json.dumps(row), flush=True)
     return 0
 

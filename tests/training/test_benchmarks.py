@@ -102,6 +102,6 @@ def test_split_overhead_times_every_variant(capsys):
     assert split_overhead.main(["--batch-size", "8", "--steps", "3"]) == 0
     row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     for k in ("one_half_alone", "both_halves_synced", "both_free_running", "handoff_hot",
-              "handoff_after_idle"):
+              "handoff_after_idle", "half_inside_synced", "start_lag", "end_wait"):
         assert row[k] > 0, k
     assert row["batch_size"] == 8 and row["blas_kernel"]

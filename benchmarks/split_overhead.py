@@ -18,7 +18,8 @@ state), the median milliseconds of:
     end_wait            in that step, from the later half's end to the caller going on
     both_free_running   each of two threads stepping its own half in a loop with no waiting
                         for the other (the median per step of either thread): what the halves
-                        cost side by side without the per-step meeting point
+                        cost side by side without the per-step meeting point (in turns of 20
+                        steps with the variants above, so that all see the same machine state)
     handoff_hot         a no-op handed to a pool thread and its result waited for, right after
                         the previous one
     handoff_after_idle  the same after the pool thread has been idle for a millisecond (its
@@ -118,24 +119,28 @@ def main(argv=None) -> int:
                 f()
         for v in inside.values():
             v.clear()
-        for _ in range(args.steps):
-            for k, f in variants.items():
-                t0 = time.perf_counter()
-                f()
-                times[k].append(time.perf_counter() - t0)
-            times["handoff_after_idle"].append(handoff_after_idle())
-
-        def loop(block, out):
-            for _ in range(args.steps):
+        def loop(block, steps, out):
+            for _ in range(steps):
                 t0 = time.perf_counter()
                 _run(block)
                 out.append(time.perf_counter() - t0)
-        threads = [threading.Thread(target=loop, args=(blk, times["both_free_running"]))
-                   for blk in (a, b)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+
+        chunk = 20                               # free-running in turns with the rest
+        for start in range(0, args.steps, chunk):
+            steps = min(chunk, args.steps - start)
+            for _ in range(steps):
+                for k, f in variants.items():
+                    t0 = time.perf_counter()
+                    f()
+                    times[k].append(time.perf_counter() - t0)
+                times["handoff_after_idle"].append(handoff_after_idle())
+            threads = [threading.Thread(target=loop,
+                                        args=(blk, steps, times["both_free_running"]))
+                       for blk in (a, b)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
     row = {"batch_size": args.batch_size, "blas_kernel": blas_kernel(), "steps": args.steps,
            "units": "ms, median"}
     row.update({k: round(1e3 * statistics.median(v), 4) for k, v in {**times, **inside}.items()})

@@ -84,6 +84,9 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--steps", type=int, default=600)
     args = p.parse_args(argv)
+    if args.batch_size < 2 or args.steps < 1:
+        p.error(f"--batch-size must be at least 2 (two halves) and --steps at least 1, got "
+                f"{args.batch_size} and {args.steps}")
     from threadpoolctl import threadpool_limits
 
     a, b = _halves(args.batch_size)

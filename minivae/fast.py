@@ -123,6 +123,10 @@ def flat_like(arrays: dict, copy: bool = True) -> dict:
     one array instead of a few per parameter.  Arrays of different dtypes
     cannot share one array: then each gets its own.
     """
+    if not isinstance(arrays, dict):
+        raise TypeError(f"flat_like takes a dict of arrays, got {type(arrays).__name__}")
+    if not all(hasattr(a, "dtype") and hasattr(a, "shape") for a in arrays.values()):
+        raise TypeError("flat_like takes a dict of arrays; some values are not arrays")
     if not arrays:
         return {}
     first = next(iter(arrays.values()))
@@ -142,6 +146,8 @@ def flat_like(arrays: dict, copy: bool = True) -> dict:
 def tiled(arrays):
     """The 1-D array that ``arrays`` cover end to end in this order, or None where they do not."""
     arrays = list(arrays)
+    if not all(hasattr(a, "base") and hasattr(a, "flags") for a in arrays):
+        raise TypeError("tiled takes NumPy or CuPy arrays; some items are not arrays")
     flat = arrays[0].base if arrays else None
     if flat is None or flat.ndim != 1:
         return None
@@ -352,12 +358,13 @@ def adam_step_gpu(opt) -> None:
     step_size, eps = _adam_scalars(opt)
     kernel = _compiled("adam")
     b1, b2 = opt.beta1, opt.beta2
+    now = _adam_ids(opt)
     ids, items = opt.__dict__.get("_launches", (None, None))
-    if ids != _adam_ids(opt):                  # found once: one launch over the flat arrays
+    if ids != now:                             # found once: one launch over the flat arrays
         flat = _adam_flat(opt)
         items = ([flat] if flat is not None else
                  [(p, opt.grads[k], opt.m[k], opt.v[k]) for k, p in opt.params.items()])
-        opt._launches = (_adam_ids(opt), items)
+        opt._launches = (now, items)
     for p, g, m, v in items:
         kernel(g, b1, 1 - b1, b2, 1 - b2, step_size, eps, p, m, v)
 

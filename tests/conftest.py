@@ -32,6 +32,25 @@ def backend_name(request, monkeypatch):
 
 
 @pytest.fixture
+def cupy_kernels(monkeypatch):
+    """CuPy for minivae.fast's GPU kernels: the real one where a GPU runs it, else the stand-in.
+
+    The kernels are compiled afresh for the test and dropped after it, also when it fails, so
+    no test sees another's (stand-in) kernels.  Yields ``fast._compiled`` itself, for a test
+    that wraps it in a spy.
+    """
+    from minivae import fast
+
+    if not REAL_CUPY:
+        import fake_cupy
+        fake_cupy.install(monkeypatch)
+    compiled = fast._compiled
+    compiled.cache_clear()
+    yield compiled
+    compiled.cache_clear()
+
+
+@pytest.fixture
 def be64(backend_name):
     """A float64 backend (gradient checks), seeded."""
     return get_backend(backend_name, dtype="float64", seed=1234)

@@ -18,13 +18,8 @@ from minivae.optim import Adam
 
 
 @pytest.fixture
-def device(monkeypatch):
-    if not REAL_CUPY:
-        fake_cupy.install(monkeypatch)
-    compiled = fast._compiled           # (the calls fixture may replace it by a spy)
-    compiled.cache_clear()
-    yield get_backend("cupy", dtype="float64", seed=0)
-    compiled.cache_clear()
+def device(cupy_kernels):
+    return get_backend("cupy", dtype="float64", seed=0)
 
 
 @pytest.fixture
@@ -124,16 +119,13 @@ def test_each_twin_equals_its_formula(side, monkeypatch):
     fast._compiled.cache_clear()
 
 
-def test_every_cupy_twin_launches_a_listed_kernel(monkeypatch):
+def test_every_cupy_twin_launches_a_listed_kernel(cupy_kernels, monkeypatch):
     """What the GPU runs is what the compile check compiles: fast.GPU_KERNELS, all of them."""
     from minivae.likelihoods import bernoulli_grad, bernoulli_log_prob
     from minivae.models.posterior import reparameterize
     from minivae.optim import Adam
 
-    if not REAL_CUPY:
-        fake_cupy.install(monkeypatch)
-    compiled = fast._compiled
-    compiled.cache_clear()
+    compiled = cupy_kernels
     seen = []
     monkeypatch.setattr(fast, "_compiled", lambda name: seen.append(name) or compiled(name))
     be = get_backend("cupy", dtype="float32", seed=0)
@@ -142,16 +134,12 @@ def test_every_cupy_twin_launches_a_listed_kernel(monkeypatch):
     bernoulli_grad(x, logits, w)
     reparameterize(logits, logits, logits)
     Adam({"p": be.standard_normal((2, 2))}, {"p": be.standard_normal((2, 2))}).step()
-    compiled.cache_clear()
     assert sorted(seen) == sorted(fast.GPU_KERNELS)
 
 
-def test_the_gpu_adam_equals_the_numpy_twin_in_float32(monkeypatch):
+def test_the_gpu_adam_equals_the_numpy_twin_in_float32(cupy_kernels):
     """The in-place kernel's body (run on the stand-in as written, scalars cast to float32 first,
     as CUDA casts them) against the NumPy twin: float32 rounding apart, over 30 steps."""
-    if not REAL_CUPY:
-        fake_cupy.install(monkeypatch)
-    fast._compiled.cache_clear()
     rng = np.random.default_rng(4)
     start, grads = rng.normal(size=(5, 4)), rng.normal(size=(30, 5, 4)) * 1e-2
     runs = []
@@ -164,7 +152,6 @@ def test_the_gpu_adam_equals_the_numpy_twin_in_float32(monkeypatch):
             g[...] = be.to_device(grads[t])
             opt.step()
         runs.append((to_np(p), to_np(opt.m["p"]), to_np(opt.v["p"])))
-    fast._compiled.cache_clear()
     for a, b in zip(*runs):
         np.testing.assert_allclose(b, a, rtol=2e-5, atol=1e-7)
     assert runs[1][0].dtype == np.float32

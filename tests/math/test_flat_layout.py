@@ -8,8 +8,7 @@ the Adam twins update in one pass (one launch on a GPU) instead of one per param
 import numpy as np
 import pytest
 
-import fake_cupy
-from conftest import REAL_CUPY, to_np
+from conftest import to_np
 from minivae import fast
 from minivae.backend import get_backend
 from minivae.layers import MLP
@@ -100,6 +99,15 @@ def test_flat_like_copies_or_zeros_and_keeps_mixed_dtypes_apart():
     assert mixed["b"].dtype == np.float32 and (mixed["a"] == 1).all()
 
 
+def test_flat_like_and_tiled_refuse_what_is_not_arrays():
+    with pytest.raises(TypeError, match="dict of arrays, got list"):
+        fast.flat_like([np.zeros(2)])
+    with pytest.raises(TypeError, match="some values are not arrays"):
+        fast.flat_like({"a": [1.0, 2.0]})
+    with pytest.raises(TypeError, match="some items are not arrays"):
+        fast.tiled([np.zeros(2), 3.0])
+
+
 def test_adam_lays_out_its_moments_as_the_model_lays_out_its_parameters():
     model = VAE(8, (5,), 2, backend=get_backend("numpy", seed=0))
     opt = Adam(model.params, model.grads)
@@ -108,14 +116,10 @@ def test_adam_lays_out_its_moments_as_the_model_lays_out_its_parameters():
         assert [a.shape for a in moments.values()] == [p.shape for p in model.params.values()]
 
 
-def test_the_gpu_adam_of_a_packed_model_is_one_launch(monkeypatch):
+def test_the_gpu_adam_of_a_packed_model_is_one_launch(cupy_kernels, monkeypatch):
     """One launch over the flat arrays, and the same update as one launch per parameter."""
-    if not REAL_CUPY:
-        fake_cupy.install(monkeypatch)
-    compiled = fast._compiled
-    compiled.cache_clear()
     launches = []
-    kernel = compiled("adam")
+    kernel = cupy_kernels("adam")
     monkeypatch.setattr(fast, "_compiled",
                         lambda name: (lambda *a: launches.append(a) or kernel(*a)))
     results = []
@@ -133,6 +137,5 @@ def test_the_gpu_adam_of_a_packed_model_is_one_launch(monkeypatch):
         opt.step()
         assert len(launches) == (1 if packed else len(params))
         results.append({k: to_np(p) for k, p in params.items()})
-    compiled.cache_clear()
     for k in results[0]:
         np.testing.assert_array_equal(results[0][k], results[1][k])

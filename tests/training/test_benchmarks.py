@@ -105,3 +105,5 @@ def test_split_overhead_times_every_variant(capsys):
               "handoff_after_idle", "half_inside_synced", "start_lag", "end_wait"):
         assert row[k] > 0, k
     assert row["batch_size"] == 8 and row["blas_kernel"]
+    with pytest.raises(SystemExit):                    # a batch that has no two halves
+        split_overhead.main(["--batch-size", "1", "--steps", "3"])

@@ -26,6 +26,10 @@ milliseconds per step:
     adam              the optimizer step
     gemm              the step's matrix products alone, on the whole batch with
                       ``threads`` BLAS threads (as bench_train_step.py)
+    gemm_block        the matrix products of one row block alone, on one BLAS
+                      thread: what each thread of the split step computes, so
+                      the least time a split step can take (equal to gemm for
+                      a serial step)
     other             step − gemm: everything that is not a matrix product
     page_faults_per_step  minor page faults per step: large temporaries that the
                       C library maps fresh from the OS in every step.  glibc
@@ -96,6 +100,18 @@ def timed_parts(totals: dict):
             setattr(cls, name, original)
 
 
+def _median_time(fn, repeats: int) -> float:
+    """The median wall time of ``fn()`` in milliseconds, after 5 calls to warm up."""
+    for _ in range(5):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(times)
+
+
 def profile(batch_size: int, threads: int, steps: int) -> dict:
     be = get_backend("numpy", seed=0)
     opt, fwd_bwd, split = minivae_parts(be, batch_size, threads)
@@ -123,14 +139,14 @@ def profile(batch_size: int, threads: int, steps: int) -> dict:
             split_wall += t1 - t0
             adam_wall += time.perf_counter() - t1
     per_block = {k: 1e3 * v / steps / blocks for k, v in totals.items()}
-    gemm = gemm_step(be, batch_size)
-    for _ in range(5):
-        gemm()
-    gemm_times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        gemm()
-        gemm_times.append(time.perf_counter() - t0)
+    gemm_times = _median_time(gemm_step(be, batch_size), steps)
+    if split:                                 # one row block (the largest) on one BLAS thread
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1, user_api="blas"):
+            block_times = _median_time(gemm_step(be, -(-batch_size // blocks)), steps)
+    else:
+        block_times = gemm_times
     row = {"batch_size": batch_size, "threads": threads, "split_batch": split,
            "step": 1e3 * statistics.median(walls),
            "forward_backward": per_block["forward_backward"]}
@@ -140,7 +156,8 @@ def profile(batch_size: int, threads: int, steps: int) -> dict:
         "dense_forward", "dense_backward", "activations", "loss_forward", "loss_backward"))
     row["split_overhead"] = 1e3 * split_wall / steps - row["forward_backward"]
     row["adam"] = 1e3 * adam_wall / steps
-    row["gemm"] = 1e3 * statistics.median(gemm_times)
+    row["gemm"] = gemm_times
+    row["gemm_block"] = block_times
     row["other"] = row["step"] - row["gemm"]
     row["page_faults_per_step"] = faults
     return row

@@ -52,6 +52,9 @@ def test_profile_step_parts_add_up(capsys):
         assert r["vae_rest"] == pytest.approx(r["forward_backward"] - sum(r[p] for p in parts),
                                               abs=0.01)
         assert r["other"] == pytest.approx(r["step"] - r["gemm"], abs=0.01)
+    # batch 8 runs serially (gemm_block is gemm); 200 in two blocks of 100 rows
+    assert not rows[0]["split_batch"] and rows[0]["gemm_block"] == rows[0]["gemm"]
+    assert rows[1]["split_batch"] and 0 < rows[1]["gemm_block"]
     # the timers are removed again: the classes hold their own methods
     from minivae import layers
     assert layers.Dense.__dict__["forward"].__qualname__ == "Dense.forward"

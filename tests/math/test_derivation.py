@@ -57,3 +57,12 @@ def test_the_script_prints_the_walk_and_exits_0():
     assert sum("bit for bit: True" in l for l in lines) == 3
     errors = [float(l.split()[-1]) for l in lines if l.startswith("  ∂L/∂")]
     assert len(errors) >= 28 and max(errors) < 1e-6 and np.isfinite(errors).all()
+
+
+def test_the_script_answers_help_and_refuses_unknown_arguments(derivation, capsys):
+    with pytest.raises(SystemExit) as stop:
+        derivation.main(["--help"])
+    assert stop.value.code == 0 and "Exit status 0 when every line agrees" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as stop:
+        derivation.main(["--epochs", "3"])
+    assert stop.value.code == 2 and "unrecognized arguments" in capsys.readouterr().err

@@ -139,13 +139,15 @@ def profile(batch_size: int, threads: int, steps: int) -> dict:
             split_wall += t1 - t0
             adam_wall += time.perf_counter() - t1
     per_block = {k: 1e3 * v / steps / blocks for k, v in totals.items()}
-    gemm_times = _median_time(gemm_step(be, batch_size), steps)
-    if split:                                 # one row block (the largest) on one BLAS thread
+    # one row block (the largest) on one BLAS thread first: after the whole batch's products
+    # on BLAS's threads, those would still be spinning on the cores for a while
+    if split:
         from threadpoolctl import threadpool_limits
 
         with threadpool_limits(1, user_api="blas"):
             block_times = _median_time(gemm_step(be, -(-batch_size // blocks)), steps)
-    else:
+    gemm_times = _median_time(gemm_step(be, batch_size), steps)
+    if not split:
         block_times = gemm_times
     row = {"batch_size": batch_size, "threads": threads, "split_batch": split,
            "step": 1e3 * statistics.median(walls),

@@ -86,6 +86,20 @@ class SplitBatchStep:
         self._pool = ThreadPoolExecutor(threads - 1) if threads > 1 else None
         self._blas = ThreadpoolController()   # made once: each threadpool_limits() rescans
 
+    def one_blas_thread(self):
+        """A context that holds BLAS at one thread: wrap a whole loop of split steps in it.
+
+        ``step`` limits BLAS to one thread per block for its own duration, but
+        a BLAS call between two steps (the epoch's test −ELBO, say) would run
+        on BLAS's own threads again, and those keep spinning for a while
+        after every call (OpenBLAS about 0.1 s, its ``OPENBLAS_THREAD_TIMEOUT``).
+        Spinning beside the blocks' threads they take a core from one of
+        them: on 2 cores one forward pass of 500 digits on 2 BLAS threads
+        made the next 35 steps of batch 128 take 154 ms instead of 98.  Held
+        over the loop, BLAS never starts its threads.
+        """
+        return self._blas.limit(limits=1, user_api="blas")
+
     @staticmethod
     def _block(model, x, eps, beta):
         o = model.forward(x, eps=eps)

@@ -25,6 +25,7 @@ while evaluating (a large ``iw_samples``) keeps its weights.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 from pathlib import Path
@@ -180,17 +181,22 @@ def _train_vae(config, out, dataset, return_model, ckpt):
     if ckpt is not None:
         print(f"resuming {source} after epoch {start} of {config.epochs}", flush=True)
 
-    step = VAEStep(model, config, x_test, len(batches), splitter_for(config, model)) \
+    splitter = splitter_for(config, model) if config.objective == "elbo" else None
+    step = VAEStep(model, config, x_test, len(batches), splitter) \
         if config.objective == "elbo" else IWAEStep(model, config, x_test, len(batches))
     save = _saver(out, lambda path, snap: save_training_checkpoint(
         path, model, config, snap, data.name, sizes))
 
     snapshot = functools.partial(take_snapshot, model, optimizer, batches)   # (epoch, history)
 
+    # with the split step, BLAS keeps to one thread for all of fit (the epochs' test
+    # −ELBO too): its own threads would spin on the blocks' cores (SplitBatchStep.one_blas_thread)
+    blas = splitter.one_blas_thread() if splitter is not None else contextlib.nullcontext()
     with LastGood(out, save, start, snapshot(start, history)) as last:
-        history = fit(step, optimizer, batches, last, snapshot, epochs=config.epochs,
-                      start=start, history=history, progress=config.progress,
-                      save=save if out is not None else None, save_every=config.save_every)
+        with blas:
+            history = fit(step, optimizer, batches, last, snapshot, epochs=config.epochs,
+                          start=start, history=history, progress=config.progress,
+                          save=save if out is not None else None, save_every=config.save_every)
         if out is not None:
             save(last.snapshot)          # before the final evaluation, which may be long
         metrics = {"config": config.to_json(), "dataset": data.name, "history": history,

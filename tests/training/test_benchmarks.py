@@ -5,6 +5,7 @@ never asserted in a unit test).
 """
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -110,3 +111,21 @@ def test_split_overhead_times_every_variant(capsys):
     assert row["batch_size"] == 8 and row["blas_kernel"]
     with pytest.raises(SystemExit):                    # a batch that has no two halves
         split_overhead.main(["--batch-size", "1", "--steps", "3"])
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2,
+                    reason="the default run splits its batches on 2 cores or more")
+def test_blas_spin_measures_both_ways_and_restores_the_hold():
+    blas_spin = pytest.importorskip("blas_spin")
+    from minivae.training.parallel import SplitBatchStep
+
+    hold = SplitBatchStep.one_blas_thread
+    for variant in blas_spin.STEP_VARIANTS:
+        assert blas_spin.steps_after(variant, repeats=1, n_steps=2) > 0
+    held, free = (blas_spin.fit_time(v, epochs=1) for v in ("held", "not_held"))
+    assert SplitBatchStep.one_blas_thread is hold            # the class is left as it was
+    # holding BLAS at one thread changes the time, never a number
+    assert held["last_test_neg_elbo"] == free["last_test_neg_elbo"]
+    assert held["fit_seconds"] > 0 and free["fit_seconds"] > 0
+    with pytest.raises(SystemExit):
+        blas_spin.main(["--rounds", "0"])

@@ -72,3 +72,38 @@ def test_automatic_choice_and_errors():
         SplitBatchStep(learned, 2)
     with pytest.raises(ValueError, match="threads must be a positive integer"):
         VAEConfig(threads=0).validate()
+
+
+def _blas_threads():
+    from threadpoolctl import threadpool_info
+    return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fit_holds_blas_at_one_thread_between_split_steps(threads, monkeypatch):
+    """The epoch's test −ELBO between split steps runs on one BLAS thread, so that BLAS's
+    own threads never start and spin on the blocks' cores; the serial step keeps BLAS's
+    threads, and after training (the final evaluation) BLAS has them back."""
+    from threadpoolctl import threadpool_limits
+    from minivae.training import steps
+
+    seen = {}
+    end_epoch = steps.VAEStep.end_epoch
+
+    def recording(self, epoch):
+        seen[epoch] = _blas_threads()
+        return end_epoch(self, epoch)
+
+    monkeypatch.setattr(steps.VAEStep, "end_epoch", recording)
+    ds = load_dataset("mnist5k")
+    small = Dataset("mnist5k", ds.x_train[:300], ds.y_train[:300], ds.x_test[:50],
+                    ds.y_test[:50])
+    with threadpool_limits(2, user_api="blas"):
+        before = _blas_threads()
+        train_vae(VAEConfig(epochs=2, batch_size=128, hidden=(32,), latent_dim=4,
+                            threads=threads, progress=False, out=None), dataset=small)
+        assert _blas_threads() == before              # given back after fit
+    if not before:
+        pytest.skip("threadpoolctl sees no BLAS library here")
+    expected = [1] * len(before) if threads == 2 else before
+    assert seen == {1: expected, 2: expected}

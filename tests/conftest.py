@@ -17,6 +17,21 @@ settings.register_profile("thorough", max_examples=500, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("MINIVAE_HYPOTHESIS_PROFILE", "default"))
 
+@pytest.fixture(scope="session", autouse=True)
+def nothing_written_into_runs():
+    """No test leaves the scripts' default output folder (``runs/``) behind: each gives ``--out``.
+
+    Checked where ``runs/`` did not exist when the session started (a fresh clone, CI).
+    """
+    from pathlib import Path
+
+    folders = {Path.cwd() / "runs", Path(__file__).resolve().parents[1] / "runs"}
+    absent = [f for f in folders if not f.exists()]
+    yield
+    written = [str(f) for f in absent if f.exists()]
+    assert not written, f"a test wrote into {written}: give it --out under tmp_path"
+
+
 #: Whether a real GPU runs CuPy here.  Where none does, the "cupy" tests run on the
 #: strict NumPy-backed stand-in of tests/fake_cupy.py instead of being skipped.
 REAL_CUPY = cupy_available()

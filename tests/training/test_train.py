@@ -199,14 +199,14 @@ def test_cli_importance_weighted_nll_and_active_units(tmp_path, capsys):
 
 
 def test_cli_missing_and_incomplete_data_dir(tmp_path, capsys):
-    assert main_vae(["--dataset", "mnist", "--data-dir", str(tmp_path / "absent"),
-                     "--no-progress"]) == 2
+    out = ["--out", str(tmp_path / "out"), "--no-progress"]   # not runs/vae in the checkout
+    assert main_vae(["--dataset", "mnist", "--data-dir", str(tmp_path / "absent")] + out) == 2
     assert "absent" in capsys.readouterr().err
     (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(b"")
-    assert main_vae(["--dataset", "mnist", "--data-dir", str(tmp_path), "--no-progress"]) == 2
+    assert main_vae(["--dataset", "mnist", "--data-dir", str(tmp_path)] + out) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "t10k-labels-idx1-ubyte" in err
-    assert main_vae(["--dataset", "mnist", "--no-progress"]) == 2
+    assert main_vae(["--dataset", "mnist"] + out) == 2
     assert "data" in capsys.readouterr().err
 
 

@@ -119,7 +119,10 @@ def train_vae(config: VAEConfig | None = None, dataset=None, return_model: bool 
     (:func:`~minivae.training.resume.resumed_config`).
     ``config.threads=None`` resolves to a thread count
     (:func:`minivae.training.resources.resolve_threads`) stored in the config the run
-    writes; a resumed run with ``threads=None`` takes the stored count.
+    writes; a resumed run with ``threads=None`` takes the stored count.  With
+    2 or more, BLAS is held at one thread for all of the epochs, their test
+    metrics included (:meth:`~minivae.training.parallel.SplitBatchStep.one_blas_thread`
+    says why); the final test metrics use BLAS's threads again.
     """
     config = (config or VAEConfig()).validate()
     ckpt = None

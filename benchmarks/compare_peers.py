@@ -122,9 +122,22 @@ def main(argv=None) -> int:
             if mv:
                 cell["minivae_gemm_fraction"] = statistics.median(x["gemm_fraction"] for x in mv)
                 cell["minivae_blas_kernel"] = mv[0]["blas_kernel"]
+                if all("floor_samples_per_second" in x for x in mv):    # (older peer_step.py)
+                    cell["minivae_floor"] = statistics.median(
+                        x["floor_samples_per_second"] for x in mv)
             for peer in ("torch", "jax"):
                 if peer in cell and "minivae" in cell:
                     cell[f"ratio_vs_{peer}"] = cell["minivae"] / cell[peer]
+                if peer in cell and "minivae_floor" in cell:
+                    # the best ratio this design could reach: its floor against the peer's
+                    # step in the same round
+                    theirs = {x["round"]: x["samples_per_second"] for x in runs
+                              if x["peer"] == peer and x["batch_size"] == batch
+                              and x["hidden"] == hidden}
+                    per_round = [x["floor_samples_per_second"] / theirs[x["round"]]
+                                 for x in mv if x["round"] in theirs]
+                    cell[f"floor_ratio_vs_{peer}"] = statistics.median(per_round)
+                    cell[f"floor_ratio_vs_{peer}_range"] = [min(per_round), max(per_round)]
             if "minivae_before" in cell and "minivae" in cell:
                 cell["ratio_vs_before"] = cell["minivae"] / cell["minivae_before"]
                 # per round, the two trees' runs minutes apart: the spread of the change

@@ -10,8 +10,10 @@ minivae as ``train_vae`` runs it (:func:`bench_train_step.minivae_step`), PyTorc
 (:func:`bench_train_step.torch_step`), JAX with the whole step (loss, gradient, Adam) under
 one ``jax.jit``.  :mod:`compare_peers` runs them in alternating rounds, each in a process of
 its own, as a user compares programs.  The line holds the median step time, samples per
-second and, for minivae, the OpenBLAS kernel and the time of the step's matrix products
-alone (the GEMM bound).
+second and, for minivae, the OpenBLAS kernel, the time of the step's matrix products
+alone (the GEMM bound) and minivae's floor: the matrix products of one row block on one BLAS
+thread (what each thread of the split step computes; the whole batch's for a serial step)
+plus Adam's step alone, the least time a step of this design can take.
 """
 
 from __future__ import annotations
@@ -106,12 +108,24 @@ def main(argv=None) -> int:
         from minivae.backend import get_backend
         with threadpool_limits(args.threads):
             be = get_backend("numpy", dtype="float32", seed=0)
-            step, split = bts.minivae_step(be, args.batch_size, args.threads)
+            opt, fwd_bwd, split = bts.minivae_parts(be, args.batch_size, args.threads)
+
+            def step():                            # as bts.minivae_step
+                fwd_bwd()
+                opt.step()
             t = _time(step, lambda: None, args.seconds)
+            t_adam = _time(opt.step, lambda: None, args.seconds / 6)
+            # one row block on one BLAS thread before the whole batch on BLAS's threads,
+            # which would still be spinning on the cores for a while after
+            block = -(-args.batch_size // args.threads) if split else args.batch_size
+            with threadpool_limits(1 if split else args.threads, user_api="blas"):
+                t_block = _time(bts.gemm_step(be, block), lambda: None, args.seconds / 6)
             t_gemm = _time(bts.gemm_step(be, args.batch_size), lambda: None, args.seconds / 3)
         row.update(blas_kernel=blas_kernel(), split_batch=split, gemm_ms=1e3 * t_gemm,
                    gemm_bound_samples_per_second=args.batch_size / t_gemm,
-                   gemm_fraction=t_gemm / t)
+                   gemm_fraction=t_gemm / t, gemm_block_ms=1e3 * t_block,
+                   adam_ms=1e3 * t_adam, floor_ms=1e3 * (t_block + t_adam),
+                   floor_samples_per_second=args.batch_size / (t_block + t_adam))
     elif args.peer == "torch":
         import torch
         step, sync = bts.torch_step(args.batch_size, "float32", args.threads)

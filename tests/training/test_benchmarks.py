@@ -82,6 +82,31 @@ def test_compare_peers_runs_each_peer_in_its_own_process_and_names_the_machine(t
         assert "note: torch left out" in capsys.readouterr().err
 
 
+def test_compare_peers_sets_minivaes_floor_beside_each_peer_round_by_round(tmp_path):
+    """The floor (one row block's products on one BLAS thread + Adam alone) against a peer's
+    step of the same round; the peer here is a stand-in that reports a fixed speed."""
+    compare_peers = pytest.importorskip("compare_peers")
+    fake = tmp_path / "fake_peer_python"
+    fake.write_text("#!/bin/sh\necho '{\"batch_size\": 200, \"hidden\": 32, "
+                    "\"samples_per_second\": 1000.0, \"version\": \"0\"}'\n")
+    fake.chmod(0o755)
+    out = tmp_path / "peers.json"
+    assert compare_peers.main(["--batch-size", "200", "--hidden", "32", "--rounds", "2",
+                               "--seconds", "0.05", "--peers", "minivae", "jax",
+                               "--peers-python", str(fake), "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    mine = [r for r in result["runs"] if r["peer"] == "minivae"]
+    for r in mine:             # batch 200 on 2 threads: two blocks of 100 rows
+        assert r["split_batch"] and r["gemm_block_ms"] > 0 and r["adam_ms"] > 0
+        assert r["floor_ms"] == pytest.approx(r["gemm_block_ms"] + r["adam_ms"])
+        assert r["floor_samples_per_second"] == pytest.approx(200 / (r["floor_ms"] / 1e3))
+    cell = result["summary"][0]
+    floors = sorted(r["floor_samples_per_second"] / 1000.0 for r in mine)
+    assert cell["floor_ratio_vs_jax"] == pytest.approx(sum(floors) / 2)    # median of two
+    assert cell["floor_ratio_vs_jax_range"] == pytest.approx(floors)
+    assert cell["ratio_vs_jax"] == pytest.approx(cell["minivae"] / 1000.0)
+
+
 def test_compare_peers_runs_a_checkout_before_a_change_in_the_same_rounds(tmp_path):
     """--before runs minivae from another checkout (here this one) as minivae_before."""
     compare_peers = pytest.importorskip("compare_peers")

@@ -21,7 +21,9 @@ alternating round by round:
                 last epoch's test −ELBO (the same number both ways)
 
 Prints one JSON line per process and a summary with the per-round ratios; ``--json`` writes
-them all with the machine.
+them all with the machine.  The processes run in the environment this one is given (each line
+names the OpenBLAS kernel that ran; ``benchmarks/results/blas_spin.json`` was measured with the
+workplace's ``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE`` removed, as ``compare_peers.py`` does).
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ def steps_after(variant: str, repeats: int, n_steps: int = 35) -> float:
 
 
 def fit_time(variant: str, epochs: int) -> dict:
-    """Train the default run for ``epochs`` epochs; the epochs' seconds and the last test −ELBO."""
+    """Train the default run for ``epochs`` epochs: the epochs' seconds, the last test −ELBO."""
     from minivae.training import parallel
     from minivae.training.train import VAEConfig, train_vae
 

@@ -83,7 +83,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--epochs", type=positive_int, default=100,
-                    help="training epochs per model (default 100: about 16 s a model on 2 CPU cores)")
+                    help="training epochs per model (default 100: about 16 s a model on "
+                         "2 CPU cores)")
     ap.add_argument("--seed", type=non_negative_int, default=0)
     ap.add_argument("--backend", choices=["numpy", "cupy", "auto"], default="numpy")
     ap.add_argument("--digits", type=integer_in(1, "an integer from 1 to 10", 10), default=4,

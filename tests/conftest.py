@@ -1,6 +1,7 @@
 """Shared fixtures: every backend-aware test runs on NumPy and, where a GPU answers, on CuPy."""
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,14 +18,13 @@ settings.register_profile("thorough", max_examples=500, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("MINIVAE_HYPOTHESIS_PROFILE", "default"))
 
+
 @pytest.fixture(scope="session", autouse=True)
 def nothing_written_into_runs():
     """No test leaves the scripts' default output folder (``runs/``) behind: each gives ``--out``.
 
     Checked where ``runs/`` did not exist when the session started (a fresh clone, CI).
     """
-    from pathlib import Path
-
     folders = {Path.cwd() / "runs", Path(__file__).resolve().parents[1] / "runs"}
     absent = [f for f in folders if not f.exists()]
     yield

@@ -192,8 +192,8 @@ def _train_vae(config, out, dataset, return_model, ckpt):
 
     snapshot = functools.partial(take_snapshot, model, optimizer, batches)   # (epoch, history)
 
-    # with the split step, BLAS keeps to one thread for all of fit (the epochs' test
-    # −ELBO too): its own threads would spin on the blocks' cores (SplitBatchStep.one_blas_thread)
+    # with the split step, BLAS keeps to one thread for all of fit (the epochs' test −ELBO
+    # too): its own threads would spin on the blocks' cores (SplitBatchStep.one_blas_thread)
     blas = splitter.one_blas_thread() if splitter is not None else contextlib.nullcontext()
     with LastGood(out, save, start, snapshot(start, history)) as last:
         with blas:

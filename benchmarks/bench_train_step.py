@@ -85,6 +85,8 @@ def minivae_parts(be, batch_size: int, threads: int):
     split = (SplitBatchStep is not None and be.name == "numpy" and threads >= 2
              and batch_size >= SPLIT_BATCH_MIN)
     splitter = SplitBatchStep(model, threads) if split else None
+    if not split and hasattr(opt, "threads"):   # as the trainer gives Adam beside a serial step
+        opt.threads = 1
     if hasattr(model, "for_training"):       # the run's settings, once (issue 16's layout)
         model.for_training()
         writes = "new"

@@ -19,6 +19,11 @@ alternating round by round:
                 over the epochs as the trainer does (``held``) and with the hold
                 switched off (``not_held``): the sum of the epochs' seconds, and the
                 last epoch's test −ELBO (the same number both ways)
+    adam        the autoencoder's default run (``train_autoencoder``, a serial step with
+                BLAS on its own threads) for ``--epochs`` epochs, with Adam on one thread
+                as the trainer gives it there (``adam_1_thread``) and on two
+                (``adam_2_threads``, the one a split step gets): the sum of the epochs'
+                seconds and the last test squared error (the same both ways)
 
 Prints one JSON line per process and a summary with the per-round ratios; ``--json`` writes
 them all with the machine.  The processes run in the environment this one is given (each line
@@ -42,6 +47,7 @@ from common import blas_kernel, machine  # noqa: E402
 
 STEP_VARIANTS = ("after_nothing", "after_2_threads", "after_held")
 FIT_VARIANTS = ("held", "not_held")
+ADAM_VARIANTS = ("adam_1_thread", "adam_2_threads")
 
 
 def steps_after(variant: str, repeats: int, n_steps: int = 35) -> float:
@@ -97,13 +103,33 @@ def fit_time(variant: str, epochs: int) -> dict:
             "last_test_neg_elbo": metrics["history"][-1]["test_neg_elbo"]}
 
 
+def ae_fit_time(variant: str, epochs: int) -> dict:
+    """Train the autoencoder's default run: the epochs' seconds, the last test squared error."""
+    from minivae.training import resources, train
+
+    given = train.optimizer_for
+    if variant == "adam_2_threads":           # Adam as beside a split step: its 2 threads
+        train.optimizer_for = lambda config, model, split=False: \
+            resources.optimizer_for(config, model, split=True)
+    try:
+        metrics = train.train_autoencoder(train.AEConfig(epochs=epochs, progress=False,
+                                                         out=None))
+    finally:
+        train.optimizer_for = given
+    return {"fit_seconds": sum(e["seconds"] for e in metrics["history"]),
+            "last_test_sse": metrics["history"][-1]["test_sse_per_example"]}
+
+
 def _child(args) -> int:
     if args.variant in STEP_VARIANTS:
         row = {"kind": "steps", "variant": args.variant,
                "ms_35_steps": steps_after(args.variant, args.repeats)}
-    else:
+    elif args.variant in FIT_VARIANTS:
         row = {"kind": "fit", "variant": args.variant, "epochs": args.epochs,
                **fit_time(args.variant, args.epochs)}
+    else:
+        row = {"kind": "adam", "variant": args.variant, "epochs": args.epochs,
+               **ae_fit_time(args.variant, args.epochs)}
     print(json.dumps({**row, "blas_kernel": blas_kernel()}), flush=True)
     return 0
 
@@ -123,16 +149,17 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--repeats", type=int, default=9,
                    help="measurements of 35 steps per process, after one to warm up")
-    p.add_argument("--only", choices=("steps", "fit"), help="run one of the two measurements")
+    p.add_argument("--only", choices=("steps", "fit", "adam"), help="run one measurement")
     p.add_argument("--json", help="write every line and the summary here, with the machine")
-    p.add_argument("--variant", choices=STEP_VARIANTS + FIT_VARIANTS, help=argparse.SUPPRESS)
+    p.add_argument("--variant", choices=STEP_VARIANTS + FIT_VARIANTS + ADAM_VARIANTS,
+                   help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if min(args.epochs, args.rounds, args.repeats) < 1:
         p.error("--epochs, --rounds and --repeats must be positive")
     if args.variant:
         return _child(args)
-    variants = {"steps": STEP_VARIANTS, "fit": FIT_VARIANTS}
-    kinds = [args.only] if args.only else ["steps", "fit"]
+    variants = {"steps": STEP_VARIANTS, "fit": FIT_VARIANTS, "adam": ADAM_VARIANTS}
+    kinds = [args.only] if args.only else ["steps", "fit", "adam"]
     rows = []
     for r in range(args.rounds):
         for kind in kinds:
@@ -142,7 +169,8 @@ def main(argv=None) -> int:
                 rows.append(row)
     summary = {}
     for kind, base, key in (("steps", "after_nothing", "ms_35_steps"),
-                            ("fit", "held", "fit_seconds")):
+                            ("fit", "held", "fit_seconds"),
+                            ("adam", "adam_1_thread", "fit_seconds")):
         if kind not in kinds:
             continue
         per = {v: [row[key] for row in rows if row["variant"] == v] for v in variants[kind]}

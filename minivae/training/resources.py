@@ -105,9 +105,21 @@ def backend_for(config):
     return backend
 
 
-def optimizer_for(config, model):
-    """The optimizer ``config`` names, over ``model.params`` and ``model.grads``."""
+def optimizer_for(config, model, split: bool = False):
+    """The optimizer ``config`` names, over ``model.params`` and ``model.grads``.
+
+    Adam's NumPy twin runs on 2 threads (its default) only beside the split
+    step (``split``), which holds BLAS at one thread.  After a serial step's
+    backward, BLAS's own threads keep spinning on the other cores for a while
+    (:meth:`~minivae.training.parallel.SplitBatchStep.one_blas_thread`), and a
+    second Adam thread would fight them for a core, so there Adam runs on one:
+    the autoencoder's default run trained 0.91× as long that way
+    (``benchmarks/blas_spin.py``).  Each parameter's arithmetic is the same
+    either way.
+    """
     opt_kwargs = {"momentum": config.momentum} if config.optimizer == "sgd" else {}
+    if config.optimizer == "adam" and not split:
+        opt_kwargs["threads"] = 1
     return make_optimizer(config.optimizer, model.params, model.grads, config.lr, **opt_kwargs)
 
 

@@ -166,7 +166,8 @@ def _train_vae(config, out, dataset, return_model, ckpt):
                                            **config.likelihood_options(data.x_train)),
                 backend=backend, init=config.init, posterior=config.posterior)
     config = dataclasses.replace(config, threads=resolve_threads(config, model))
-    optimizer = optimizer_for(config, model)
+    split = config.objective == "elbo" and config.threads > 1   # row blocks on threads (NumPy)
+    optimizer = optimizer_for(config, model, split=split)
     binarize = config.resolved_binarize()
     batches = Minibatches(data.x_train, backend, config.batch_size, shuffle=True,
                           binarize=binarize, seed=config.seed)
@@ -184,7 +185,7 @@ def _train_vae(config, out, dataset, return_model, ckpt):
     if ckpt is not None:
         print(f"resuming {source} after epoch {start} of {config.epochs}", flush=True)
 
-    splitter = splitter_for(config, model) if config.objective == "elbo" else None
+    splitter = splitter_for(config, model) if split else None
     step = VAEStep(model, config, x_test, len(batches), splitter) \
         if config.objective == "elbo" else IWAEStep(model, config, x_test, len(batches))
     save = _saver(out, lambda path, snap: save_training_checkpoint(

@@ -152,5 +152,10 @@ def test_blas_spin_measures_both_ways_and_restores_the_hold():
     # holding BLAS at one thread changes the time, never a number
     assert held["last_test_neg_elbo"] == free["last_test_neg_elbo"]
     assert held["fit_seconds"] > 0 and free["fit_seconds"] > 0
+    from minivae.training import train
+    given = train.optimizer_for
+    one, two = (blas_spin.ae_fit_time(v, epochs=1) for v in blas_spin.ADAM_VARIANTS)
+    assert train.optimizer_for is given                     # the trainer is left as it was
+    assert one["last_test_sse"] == two["last_test_sse"]     # Adam's threads change no number
     with pytest.raises(SystemExit):
         blas_spin.main(["--rounds", "0"])

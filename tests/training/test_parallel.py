@@ -107,3 +107,28 @@ def test_fit_holds_blas_at_one_thread_between_split_steps(threads, monkeypatch):
         pytest.skip("threadpoolctl sees no BLAS library here")
     expected = [1] * len(before) if threads == 2 else before
     assert seen == {1: expected, 2: expected}
+
+
+def test_adam_gets_two_threads_only_beside_the_split_step(monkeypatch):
+    """Beside a serial step BLAS's own threads spin on the other cores after backward, so
+    the trainer gives Adam one thread there; the split step holds BLAS, and Adam keeps 2."""
+    from minivae.training import resources, train
+
+    model = VAE(30, (20,), 4, backend=get_backend("numpy", seed=0))
+    assert resources.optimizer_for(VAEConfig(), model).threads == 1
+    assert resources.optimizer_for(VAEConfig(), model, split=True).threads is None  # 2 cores: 2
+    assert resources.optimizer_for(VAEConfig(optimizer="sgd"), model).__class__.__name__ == "SGD"
+    seen = []
+
+    def recording(config, model, split=False):
+        seen.append(split)
+        return resources.optimizer_for(config, model, split=split)
+
+    monkeypatch.setattr(train, "optimizer_for", recording)
+    ds = load_dataset("mnist5k")
+    small = Dataset("mnist5k", ds.x_train[:300], ds.y_train[:300], ds.x_test[:50],
+                    ds.y_test[:50])
+    for threads, extra in ((2, {}), (1, {}), (None, {"objective": "iwae", "k": 2})):
+        train_vae(VAEConfig(epochs=1, batch_size=128, hidden=(16,), latent_dim=2,
+                            threads=threads, progress=False, out=None, **extra), dataset=small)
+    assert seen == [True, False, False]        # split; serial; IWAE never splits

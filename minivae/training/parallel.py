@@ -95,7 +95,7 @@ class SplitBatchStep:
         after every call (OpenBLAS about 0.1 s, its ``OPENBLAS_THREAD_TIMEOUT``).
         Spinning beside the blocks' threads they take a core from one of
         them: on 2 cores one forward pass of 500 digits on 2 BLAS threads
-        made the next 35 steps of batch 128 take 1.54× as long
+        made the next 35 steps of batch 128 take 1.50× as long
         (``benchmarks/blas_spin.py``).  Held over the loop, BLAS never starts
         its threads.
         """

@@ -113,7 +113,7 @@ def optimizer_for(config, model, split: bool = False):
     backward, BLAS's own threads keep spinning on the other cores for a while
     (:meth:`~minivae.training.parallel.SplitBatchStep.one_blas_thread`), and a
     second Adam thread would fight them for a core, so there Adam runs on one:
-    the autoencoder's default run trained 0.91× as long that way
+    with two, 30 epochs of the autoencoder's default run took 1.08× as long
     (``benchmarks/blas_spin.py``).  Each parameter's arithmetic is the same
     either way.
     """

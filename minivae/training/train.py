@@ -166,8 +166,9 @@ def _train_vae(config, out, dataset, return_model, ckpt):
                                            **config.likelihood_options(data.x_train)),
                 backend=backend, init=config.init, posterior=config.posterior)
     config = dataclasses.replace(config, threads=resolve_threads(config, model))
-    split = config.objective == "elbo" and config.threads > 1   # row blocks on threads (NumPy)
-    optimizer = optimizer_for(config, model, split=split)
+    # the ELBO's step in row blocks on threads (NumPy, threads > 1), else None: the serial step
+    splitter = splitter_for(config, model) if config.objective == "elbo" else None
+    optimizer = optimizer_for(config, model, split=splitter is not None)
     binarize = config.resolved_binarize()
     batches = Minibatches(data.x_train, backend, config.batch_size, shuffle=True,
                           binarize=binarize, seed=config.seed)
@@ -185,7 +186,6 @@ def _train_vae(config, out, dataset, return_model, ckpt):
     if ckpt is not None:
         print(f"resuming {source} after epoch {start} of {config.epochs}", flush=True)
 
-    splitter = splitter_for(config, model) if split else None
     step = VAEStep(model, config, x_test, len(batches), splitter) \
         if config.objective == "elbo" else IWAEStep(model, config, x_test, len(batches))
     save = _saver(out, lambda path, snap: save_training_checkpoint(

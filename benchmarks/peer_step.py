@@ -11,9 +11,15 @@ minivae as ``train_vae`` runs it (:func:`bench_train_step.minivae_step`), PyTorc
 one ``jax.jit``.  :mod:`compare_peers` runs them in alternating rounds, each in a process of
 its own, as a user compares programs.  The line holds the median step time, samples per
 second and, for minivae, the OpenBLAS kernel, the time of the step's matrix products
-alone (the GEMM bound) and minivae's floor: the matrix products of one row block on one BLAS
-thread (what each thread of the split step computes; the whole batch's for a serial step)
-plus Adam's step alone, the least time a step of this design can take.
+alone (the GEMM bound) and two least times for minivae's step:
+
+* the floor: the matrix products of one row block on one BLAS thread (what each thread of
+  the split step computes; the whole batch's for a serial step) plus Adam's step alone;
+* the bound: one row block's whole forward + backward alone (its ε drawn beforehand, the
+  other core idle) plus Adam's step alone plus the step's hand-offs to pool threads (one
+  for the split step's block, one for Adam's second thread), each timed as the round trip
+  of a no-op.  That is the step with its blocks side by side and neither slowing the other,
+  and without drawing ε or adding the blocks' gradients: no step of this design is faster.
 """
 
 from __future__ import annotations
@@ -40,6 +46,30 @@ def _time(step, sync, seconds: float, min_steps: int = 10) -> float:
         sync()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def block_step(be, rows: int, batch_size: int):
+    """One row block's forward + backward alone, as a thread of the split step computes it."""
+    from minivae.models.vae import VAE
+
+    model = VAE(bts.D, (bts.H,), bts.L, "relu", "bernoulli", backend=be)
+    model.for_training()
+    model.batch_total = batch_size                 # the block's share of the batch mean
+    x = (be.uniform((rows, bts.D)) < 0.3).astype(be.dtype)
+    eps = be.standard_normal((rows, bts.L))
+
+    def step():
+        model.forward(x, eps=eps)
+        model.backward()
+    return step
+
+
+def handoff_time(seconds: float) -> float:
+    """One round trip to an idle pool thread: a no-op handed over and its result waited for."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return _time(lambda: pool.submit(int).result(), lambda: None, seconds)
 
 
 def jax_step(batch_size: int, hidden: int, seed: int = 0):
@@ -120,12 +150,22 @@ def main(argv=None) -> int:
             block = -(-args.batch_size // args.threads) if split else args.batch_size
             with threadpool_limits(1 if split else args.threads, user_api="blas"):
                 t_block = _time(bts.gemm_step(be, block), lambda: None, args.seconds / 6)
+                t_alone = _time(block_step(be, block, args.batch_size), lambda: None,
+                                args.seconds / 6)
             t_gemm = _time(bts.gemm_step(be, args.batch_size), lambda: None, args.seconds / 3)
+            # the split step hands a block to its pool thread, Adam half its arrays to its own
+            adam_pool = getattr(getattr(opt, "_workspace", None), "pool", None)
+            handoffs = int(split) + int(adam_pool is not None)
+            t_handoff = handoff_time(args.seconds / 12)
+        t_bound = t_alone + t_adam + handoffs * t_handoff
         row.update(blas_kernel=blas_kernel(), split_batch=split, gemm_ms=1e3 * t_gemm,
                    gemm_bound_samples_per_second=args.batch_size / t_gemm,
                    gemm_fraction=t_gemm / t, gemm_block_ms=1e3 * t_block,
                    adam_ms=1e3 * t_adam, floor_ms=1e3 * (t_block + t_adam),
-                   floor_samples_per_second=args.batch_size / (t_block + t_adam))
+                   floor_samples_per_second=args.batch_size / (t_block + t_adam),
+                   block_alone_ms=1e3 * t_alone, handoff_ms=1e3 * t_handoff,
+                   handoffs=handoffs, bound_ms=1e3 * t_bound,
+                   bound_samples_per_second=args.batch_size / t_bound)
     elif args.peer == "torch":
         import torch
         step, sync = bts.torch_step(args.batch_size, "float32", args.threads)

@@ -72,6 +72,9 @@ def test_compare_peers_runs_each_peer_in_its_own_process_and_names_the_machine(t
     assert result["machine"]["cpu"] and result["machine"]["logical_cpus"] >= 1
     mine = [r for r in result["runs"] if r["peer"] == "minivae"]
     assert [r["round"] for r in mine] == [0, 1] and all(r["blas_kernel"] for r in mine)
+    for r in mine:             # batch 16 runs serially, Adam on one thread: no hand-off
+        assert not r["split_batch"] and r["handoffs"] == 0
+        assert r["bound_ms"] == pytest.approx(r["block_alone_ms"] + r["adam_ms"])
     cell = result["summary"][0]
     assert cell["batch_size"] == 16 and cell["hidden"] == 32 and cell["minivae"] > 0
     try:
@@ -82,9 +85,10 @@ def test_compare_peers_runs_each_peer_in_its_own_process_and_names_the_machine(t
         assert "note: torch left out" in capsys.readouterr().err
 
 
-def test_compare_peers_sets_minivaes_floor_beside_each_peer_round_by_round(tmp_path):
-    """The floor (one row block's products on one BLAS thread + Adam alone) against a peer's
-    step of the same round; the peer here is a stand-in that reports a fixed speed."""
+def test_compare_peers_sets_minivaes_least_times_beside_each_peer_round_by_round(tmp_path):
+    """The floor (one row block's products on one BLAS thread + Adam alone) and the bound (one
+    row block's forward + backward alone + Adam alone + the hand-offs) against a peer's step
+    of the same round; the peer here is a stand-in that reports a fixed speed."""
     compare_peers = pytest.importorskip("compare_peers")
     fake = tmp_path / "fake_peer_python"
     fake.write_text("#!/bin/sh\necho '{\"batch_size\": 200, \"hidden\": 32, "
@@ -100,10 +104,18 @@ def test_compare_peers_sets_minivaes_floor_beside_each_peer_round_by_round(tmp_p
         assert r["split_batch"] and r["gemm_block_ms"] > 0 and r["adam_ms"] > 0
         assert r["floor_ms"] == pytest.approx(r["gemm_block_ms"] + r["adam_ms"])
         assert r["floor_samples_per_second"] == pytest.approx(200 / (r["floor_ms"] / 1e3))
+        # the split step's pool thread and Adam's second thread: two hand-offs per step
+        assert r["handoffs"] == 2 and r["handoff_ms"] > 0
+        assert r["block_alone_ms"] > r["gemm_block_ms"]        # the products and the rest
+        assert r["bound_ms"] == pytest.approx(r["block_alone_ms"] + r["adam_ms"]
+                                              + 2 * r["handoff_ms"])
+        assert r["bound_samples_per_second"] == pytest.approx(200 / (r["bound_ms"] / 1e3))
     cell = result["summary"][0]
-    floors = sorted(r["floor_samples_per_second"] / 1000.0 for r in mine)
-    assert cell["floor_ratio_vs_jax"] == pytest.approx(sum(floors) / 2)    # median of two
-    assert cell["floor_ratio_vs_jax_range"] == pytest.approx(floors)
+    for kind in ("floor", "bound"):
+        least = sorted(r[f"{kind}_samples_per_second"] / 1000.0 for r in mine)
+        assert cell[f"minivae_{kind}"] == pytest.approx(sum(least) * 1000.0 / 2)
+        assert cell[f"{kind}_ratio_vs_jax"] == pytest.approx(sum(least) / 2)  # median of two
+        assert cell[f"{kind}_ratio_vs_jax_range"] == pytest.approx(least)
     assert cell["ratio_vs_jax"] == pytest.approx(cell["minivae"] / 1000.0)
 
 

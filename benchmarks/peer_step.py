@@ -18,8 +18,10 @@ alone (the GEMM bound) and two least times for minivae's step:
 * the bound: one row block's whole forward + backward alone (its ε drawn beforehand, the
   other core idle) plus Adam's step alone plus the step's hand-offs to pool threads (one
   for the split step's block, one for Adam's second thread), each timed as the round trip
-  of a no-op.  That is the step with its blocks side by side and neither slowing the other,
-  and without drawing ε or adding the blocks' gradients: no step of this design is faster.
+  of a no-op sent back to back.  That is the step with its blocks side by side and neither
+  slowing the other, without drawing ε or adding the blocks' gradients, and its hand-offs at
+  their quickest: a step of this design, its blocks and then Adam, cannot be faster.
+  (Absent for a tree older than the split step's protocol.)
 """
 
 from __future__ import annotations
@@ -49,10 +51,15 @@ def _time(step, sync, seconds: float, min_steps: int = 10) -> float:
 
 
 def block_step(be, rows: int, batch_size: int):
-    """One row block's forward + backward alone, as a thread of the split step computes it."""
+    """One row block's forward + backward alone, as a thread of the split step computes it.
+
+    None for a tree older than the split step's protocol (no ``for_training``).
+    """
     from minivae.models.vae import VAE
 
     model = VAE(bts.D, (bts.H,), bts.L, "relu", "bernoulli", backend=be)
+    if not hasattr(model, "for_training"):
+        return None
     model.for_training()
     model.batch_total = batch_size                 # the block's share of the batch mean
     x = (be.uniform((rows, bts.D)) < 0.3).astype(be.dtype)
@@ -150,22 +157,23 @@ def main(argv=None) -> int:
             block = -(-args.batch_size // args.threads) if split else args.batch_size
             with threadpool_limits(1 if split else args.threads, user_api="blas"):
                 t_block = _time(bts.gemm_step(be, block), lambda: None, args.seconds / 6)
-                t_alone = _time(block_step(be, block, args.batch_size), lambda: None,
-                                args.seconds / 6)
+                alone = block_step(be, block, args.batch_size)
+                t_alone = alone and _time(alone, lambda: None, args.seconds / 6)
             t_gemm = _time(bts.gemm_step(be, args.batch_size), lambda: None, args.seconds / 3)
             # the split step hands a block to its pool thread, Adam half its arrays to its own
             adam_pool = getattr(getattr(opt, "_workspace", None), "pool", None)
             handoffs = int(split) + int(adam_pool is not None)
             t_handoff = handoff_time(args.seconds / 12)
-        t_bound = t_alone + t_adam + handoffs * t_handoff
         row.update(blas_kernel=blas_kernel(), split_batch=split, gemm_ms=1e3 * t_gemm,
                    gemm_bound_samples_per_second=args.batch_size / t_gemm,
                    gemm_fraction=t_gemm / t, gemm_block_ms=1e3 * t_block,
                    adam_ms=1e3 * t_adam, floor_ms=1e3 * (t_block + t_adam),
-                   floor_samples_per_second=args.batch_size / (t_block + t_adam),
-                   block_alone_ms=1e3 * t_alone, handoff_ms=1e3 * t_handoff,
-                   handoffs=handoffs, bound_ms=1e3 * t_bound,
-                   bound_samples_per_second=args.batch_size / t_bound)
+                   floor_samples_per_second=args.batch_size / (t_block + t_adam))
+        if t_alone:
+            t_bound = t_alone + t_adam + handoffs * t_handoff
+            row.update(block_alone_ms=1e3 * t_alone, handoff_ms=1e3 * t_handoff,
+                       handoffs=handoffs, bound_ms=1e3 * t_bound,
+                       bound_samples_per_second=args.batch_size / t_bound)
     elif args.peer == "torch":
         import torch
         step, sync = bts.torch_step(args.batch_size, "float32", args.threads)

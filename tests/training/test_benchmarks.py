@@ -171,3 +171,16 @@ def test_blas_spin_measures_both_ways_and_restores_the_hold():
     assert one["last_test_sse"] == two["last_test_sse"]     # Adam's threads change no number
     with pytest.raises(SystemExit):
         blas_spin.main(["--rounds", "0"])
+
+
+def test_peer_step_leaves_the_bound_out_for_a_tree_without_the_split_protocol(monkeypatch):
+    """compare_peers --before may run a checkout older than for_training: no bound, no crash."""
+    peer_step = pytest.importorskip("peer_step")
+    from minivae import layers
+    from minivae.backend import get_backend
+
+    be = get_backend("numpy", seed=0)
+    step = peer_step.block_step(be, 4, 8)
+    step()                                                   # runs as the split step's block
+    monkeypatch.delattr(layers.Module, "for_training")
+    assert peer_step.block_step(be, 4, 8) is None

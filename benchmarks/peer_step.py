@@ -158,7 +158,8 @@ def main(argv=None) -> int:
             with threadpool_limits(1 if split else args.threads, user_api="blas"):
                 t_block = _time(bts.gemm_step(be, block), lambda: None, args.seconds / 6)
                 alone = block_step(be, block, args.batch_size)
-                t_alone = alone and _time(alone, lambda: None, args.seconds / 6)
+                t_alone = (_time(alone, lambda: None, args.seconds / 6) if alone is not None
+                           else None)
             t_gemm = _time(bts.gemm_step(be, args.batch_size), lambda: None, args.seconds / 3)
             # the split step hands a block to its pool thread, Adam half its arrays to its own
             adam_pool = getattr(getattr(opt, "_workspace", None), "pool", None)
@@ -169,7 +170,7 @@ def main(argv=None) -> int:
                    gemm_fraction=t_gemm / t, gemm_block_ms=1e3 * t_block,
                    adam_ms=1e3 * t_adam, floor_ms=1e3 * (t_block + t_adam),
                    floor_samples_per_second=args.batch_size / (t_block + t_adam))
-        if t_alone:
+        if t_alone is not None:
             t_bound = t_alone + t_adam + handoffs * t_handoff
             row.update(block_alone_ms=1e3 * t_alone, handoff_ms=1e3 * t_handoff,
                        handoffs=handoffs, bound_ms=1e3 * t_bound,
